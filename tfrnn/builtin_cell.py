@@ -1,0 +1,253 @@
+"""`BuiltinCell`: what tfrnn's SimpleRNN, LSTM and GRU cells share.
+
+Keras' argument set (units, use_bias, initializers, regularizers, constraints, dropout), the
+weight triple `kernel`/`recurrent_kernel`/`bias`, per-sequence dropout masks, and the split of
+a step into an input projection (`project_inputs`, which also runs on a whole sequence as one
+matmul before the time loop) and a recurrent part (`step`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import tensorflow as tf
+
+from tfrnn import dropout as dropout_lib
+from tfrnn import initializers
+from tfrnn import state_spec
+from tfrnn.cell import RNNCell
+
+# Per-sequence dropout masks of a built-in cell: (input masks, recurrent masks), each a list.
+DropoutMasks = tuple[list[tf.Tensor], list[tf.Tensor]]
+
+
+def dense(inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """`inputs [..., in] @ kernel [in, out]` as one 2-D matmul, for any number of leading dims."""
+    if inputs.shape.rank == 2:
+        return tf.matmul(inputs, kernel)
+    leading = tf.shape(inputs)[:-1]
+    flat = tf.matmul(tf.reshape(inputs, [-1, tf.shape(inputs)[-1]]), kernel)
+    result = tf.reshape(flat, tf.concat([leading, tf.shape(kernel)[-1:]], 0))
+    result.set_shape(inputs.shape[:-1].concatenate(kernel.shape[-1:]))
+    return result
+
+
+def broadcast_mask(mask: tf.Tensor, inputs: tf.Tensor) -> tf.Tensor:
+    """A per-sequence mask `[batch, features]` shaped to multiply `[batch, ..., features]`."""
+    extra = inputs.shape.rank - mask.shape.rank
+    if extra <= 0:
+        return mask
+    return tf.reshape(mask, tf.concat([tf.shape(mask)[:1], [1] * extra, tf.shape(mask)[1:]], 0))
+
+
+def project_gates(
+    inputs: tf.Tensor,
+    kernel: tf.Tensor,
+    bias: Optional[tf.Tensor],
+    gates: int,
+    input_masks: Sequence[tf.Tensor] = (),
+) -> tf.Tensor:
+    """`inputs @ kernel + bias` for all gates, `[..., features] -> [..., gates * units]`.
+
+    `inputs` may hold one step `[batch, features]` or a whole sequence
+    `[batch, time, features]`: the per-sequence masks broadcast over time, so the projection
+    of a whole sequence is one matmul outside the time loop. With one input mask per gate
+    (tf-keras' implementation 1), gate `g` sees `inputs * mask_g`.
+    """
+    if gates > 1 and len(input_masks) == gates:
+        kernels = tf.split(kernel, gates, axis=1)
+        projected = tf.concat(
+            [
+                dense(inputs * broadcast_mask(mask, inputs), gate_kernel)
+                for mask, gate_kernel in zip(input_masks, kernels)
+            ],
+            -1,
+        )
+    else:
+        if input_masks:
+            inputs = inputs * broadcast_mask(input_masks[0], inputs)
+        projected = dense(inputs, kernel)
+    if bias is not None:
+        projected = projected + bias
+    return projected
+
+
+def gated_recurrent_matmul(
+    h: tf.Tensor, recurrent_kernel: tf.Tensor, gates: int, masks: Sequence[tf.Tensor] = ()
+) -> tf.Tensor:
+    """`h @ recurrent_kernel`, with gate `g`'s block seeing `h * masks[g]` under dropout."""
+    if gates > 1 and len(masks) == gates:
+        kernels = tf.split(recurrent_kernel, gates, axis=1)
+        return tf.concat([tf.matmul(h * mask, kernel) for mask, kernel in zip(masks, kernels)], -1)
+    if masks:
+        h = h * masks[0]
+    return tf.matmul(h, recurrent_kernel)
+
+
+def check_units(units: Any) -> int:
+    """Validates a cell's `units` argument."""
+    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+        raise ValueError(f"units must be a positive int, got {units!r}")
+    return units
+
+
+class BuiltinCell(RNNCell):
+    """Base of tfrnn's Keras-family cells; see the module docstring.
+
+    Subclasses set `gates` (how many `units`-wide blocks the kernels hold), `bias_shape`,
+    and implement `step(projected_inputs, states, dropout_masks)`.
+    """
+
+    gates = 1
+
+    def __init__(
+        self,
+        units: int,
+        *,
+        use_bias: bool = True,
+        kernel_initializer: initializers.Initializer = "glorot_uniform",
+        recurrent_initializer: initializers.Initializer = "orthogonal",
+        bias_initializer: initializers.Initializer = "zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        seed: Optional[int] = None,
+        dtype: tf.DType | str = tf.float32,
+        name: Optional[str] = None,
+    ):
+        super().__init__(seed=seed, dtype=dtype, name=name)
+        self.units = check_units(units)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.check(kernel_initializer, "kernel_initializer")
+        self.recurrent_initializer = initializers.check(
+            recurrent_initializer, "recurrent_initializer"
+        )
+        self.bias_initializer = initializers.check(bias_initializer, "bias_initializer")
+        self.regularizers = (kernel_regularizer, recurrent_regularizer, bias_regularizer)
+        self.constraints = (kernel_constraint, recurrent_constraint, bias_constraint)
+        self.dropout = dropout_lib.check_rate(dropout, "dropout")
+        self.recurrent_dropout = dropout_lib.check_rate(recurrent_dropout, "recurrent_dropout")
+        self.kernel: Optional[tf.Variable] = None
+        self.recurrent_kernel: Optional[tf.Variable] = None
+        self.bias: Optional[tf.Variable] = None
+
+    # -- weights -----------------------------------------------------------------------------
+
+    def bias_shape(self) -> list[int]:
+        return [self.gates * self.units]
+
+    def bias_initial_value(self, shape, dtype=None) -> tf.Tensor:
+        """The bias' initial value; the LSTM overrides it for `unit_forget_bias`."""
+        return initializers.initial_value(self.bias_initializer, shape, dtype, self.rng)
+
+    def build(self, input_shape) -> None:
+        features = int(input_shape[-1])
+        width = self.gates * self.units
+        self.kernel = self.add_weight(
+            "kernel",
+            [features, width],
+            self.kernel_initializer,
+            regularizer=self.regularizers[0],
+            constraint=self.constraints[0],
+        )
+        self.recurrent_kernel = self.add_weight(
+            "recurrent_kernel",
+            [self.units, width],
+            self.recurrent_initializer,
+            regularizer=self.regularizers[1],
+            constraint=self.constraints[1],
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                "bias",
+                self.bias_shape(),
+                self.bias_initial_value,
+                regularizer=self.regularizers[2],
+                constraint=self.constraints[2],
+            )
+
+    # -- dropout -----------------------------------------------------------------------------
+
+    def dropout_mask_counts(self) -> tuple[int, int]:
+        """How many input and recurrent masks a step uses.
+
+        tf-keras switches to its implementation 1 whenever `recurrent_dropout > 0`, which
+        draws one mask per gate on both sides; otherwise one input mask serves all gates.
+        """
+        if self.recurrent_dropout > 0.0:
+            return self.gates, self.gates
+        return 1, 1
+
+    def uses_dropout(self, training: bool) -> bool:
+        return bool(training) and (self.dropout > 0.0 or self.recurrent_dropout > 0.0)
+
+    def get_dropout_masks(
+        self, batch_size: Any, training: bool = False, seed: Optional[tf.Tensor] = None
+    ) -> Optional[DropoutMasks]:
+        """The masks for one sequence of `batch_size`, or `None` when no dropout applies.
+
+        Args:
+          batch_size: int or scalar tensor.
+          training: dropout applies only when `True`.
+          seed: `[2]` int tensor; `None` draws one from the cell's generator.
+        """
+        if not self.uses_dropout(training):
+            return None
+        if not self.built:
+            raise ValueError(f"{type(self).__name__} must be built before drawing dropout masks")
+        if seed is None:
+            seed = dropout_lib.seed_from(self.rng)
+        seed = tf.cast(seed, tf.int64)
+        input_count, recurrent_count = self.dropout_mask_counts()
+        feature_shape = self.input_shape[1:].as_list()
+        state_shape = state_spec.flat_state_shapes(self.state_size)[0].as_list()
+        input_masks, recurrent_masks = [], []
+        if self.dropout > 0.0:
+            input_masks = dropout_lib.dropout_masks(
+                tf.random.experimental.stateless_fold_in(seed, 0),
+                tf.concat([[batch_size], feature_shape], 0),
+                self.dropout,
+                self.dtype,
+                input_count,
+            )
+        if self.recurrent_dropout > 0.0:
+            recurrent_masks = dropout_lib.dropout_masks(
+                tf.random.experimental.stateless_fold_in(seed, 1),
+                tf.concat([[batch_size], state_shape], 0),
+                self.recurrent_dropout,
+                self.dtype,
+                recurrent_count,
+            )
+        return input_masks, recurrent_masks
+
+    # -- the recurrence ----------------------------------------------------------------------
+
+    def input_bias(self) -> Optional[tf.Tensor]:
+        """The part of the bias added to the input projection (GRU splits its bias)."""
+        return self.bias
+
+    def project_inputs(
+        self, inputs: tf.Tensor, dropout_masks: Optional[DropoutMasks] = None
+    ) -> tf.Tensor:
+        """`inputs @ kernel + input bias`: `[..., features] -> [..., gates * units]`."""
+        input_masks = dropout_masks[0] if dropout_masks else []
+        return project_gates(inputs, self.kernel, self.input_bias(), self.gates, input_masks)
+
+    def step(
+        self,
+        projected_inputs: tf.Tensor,
+        states: list[tf.Tensor],
+        dropout_masks: Optional[DropoutMasks] = None,
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """One step from projected inputs `[batch, gates * units]`."""
+        raise TypeError(f"{type(self).__name__} must implement step()")
+
+    def call(self, inputs, states, training=False, dropout_masks=None):
+        if dropout_masks is None:
+            dropout_masks = self.get_dropout_masks(tf.shape(inputs)[0], training)
+        return self.step(self.project_inputs(inputs, dropout_masks), states, dropout_masks)

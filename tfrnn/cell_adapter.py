@@ -1,0 +1,285 @@
+"""`CellAdapter`: one view of every kind of cell the RNN accepts.
+
+A cell may be a `tfrnn.RNNCell`, a plain `tf.Module` or object with a `call(inputs, states)`
+method (or a `__call__`), a `tf_keras.layers.Layer` (like the `MinimalRNNCell` of the Keras
+docs), or a Keras 3 `keras.Layer` on the TensorFlow backend. The adapter answers, for all of
+them: the flat list of state shapes, the output shape and dtype, how to build, how to get the
+initial state, which keyword arguments `call` takes, and how to run one step.
+
+Keras cells with `dropout`/`recurrent_dropout` draw their masks from their own random
+generators and cache them across steps. For them the adapter replaces the mask getters, while
+a step is traced, with ones that derive the masks from a seed tensor drawn once per sequence:
+the masks stay constant over the sequence (Keras' rule) and a compiled backward pass that
+recomputes the forward pass sees the same masks. This is duck-typed, so only the Keras
+adapter module imports `tf_keras`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import Any, Optional
+
+import tensorflow as tf
+
+from tfrnn import dropout as dropout_lib
+from tfrnn import state_spec
+from tfrnn.cell import RNNCell
+
+
+def accepts_argument(fn: Any, name: str) -> bool:
+    """Whether `fn` takes a keyword argument `name` (or `**kwargs`)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.name == name or p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters
+    )
+
+
+def _shape_of_size(size: Any, owner: str) -> tf.TensorShape:
+    return state_spec.flat_state_shapes(size, owner)[0]
+
+
+class CellAdapter:
+    """Uniform access to a cell; see the module docstring.
+
+    Args:
+      cell: the cell object.
+      argument: how error messages name it (`"cell"`, `"cells[1]"`).
+    """
+
+    def __init__(self, cell: Any, argument: str = "cell"):
+        self.cell = cell
+        self.argument = argument
+        kind = type(cell).__name__
+        signature_fn = getattr(cell, "call", None)
+        if not callable(signature_fn):
+            signature_fn = cell if callable(cell) and not isinstance(cell, type) else None
+        if signature_fn is None:
+            raise TypeError(
+                f"{argument} must have a call(inputs, states) method or be callable, "
+                f"got {kind} which has neither"
+            )
+        if getattr(cell, "state_size", None) is None:
+            raise TypeError(
+                f"{argument} must define state_size (an int, a TensorShape, or a list with "
+                f"one entry per state), got {kind} which has none"
+            )
+        self.is_tfrnn = isinstance(cell, RNNCell)
+        self.is_layer = not self.is_tfrnn and hasattr(cell, "build") and hasattr(cell, "built")
+        # Keras layers are called through __call__ (autocasting, name scopes); tfrnn cells
+        # and plain objects through `call`, which is what their signature describes.
+        if self.is_layer and callable(cell):
+            self._call_fn = cell
+        else:
+            self._call_fn = signature_fn
+        self.accepts_constants = accepts_argument(signature_fn, "constants")
+        self.accepts_training = accepts_argument(signature_fn, "training")
+        self.accepts_dropout_masks = self.is_tfrnn and accepts_argument(
+            signature_fn, "dropout_masks"
+        )
+        if callable(getattr(cell, "flat_state_shapes", None)):
+            self.flat_state_shapes = list(cell.flat_state_shapes())
+        else:
+            self.flat_state_shapes = state_spec.flat_state_shapes(cell.state_size, argument)
+        output_size = getattr(cell, "output_size", None)
+        if output_size is None:
+            self.output_shape = self.flat_state_shapes[0]
+        else:
+            self.output_shape = _shape_of_size(output_size, f"{argument}.output_size")
+        self.state_names = self._state_names()
+        self.projects_inputs = self.is_tfrnn and callable(getattr(cell, "project_inputs", None))
+        self._built_input_shape: Optional[tf.TensorShape] = None
+
+    # -- description -------------------------------------------------------------------------
+
+    def _state_names(self) -> list[str]:
+        names = getattr(self.cell, "state_names", None)
+        if callable(names):
+            names = names()
+        if names is not None and len(names) == len(self.flat_state_shapes):
+            return list(names)
+        return [f"state_{i}" for i in range(len(self.flat_state_shapes))]
+
+    @property
+    def name(self) -> str:
+        return getattr(self.cell, "name", None) or type(self.cell).__name__
+
+    def compute_dtype(self, inputs_dtype: tf.DType) -> tf.DType:
+        """The dtype of the cell's outputs and states for inputs of `inputs_dtype`."""
+        if self.is_tfrnn:
+            output_dtype = getattr(self.cell, "output_dtype", None)
+            return output_dtype(inputs_dtype) if callable(output_dtype) else self.cell.dtype
+        dtype = getattr(self.cell, "compute_dtype", None)
+        return tf.as_dtype(dtype) if dtype else inputs_dtype
+
+    def uses_keras_dropout(self) -> bool:
+        """Whether this is a Keras cell with dropout that the adapter must seed."""
+        rates = (getattr(self.cell, "dropout", 0) or 0, getattr(self.cell, "recurrent_dropout", 0) or 0)
+        keras_getters = hasattr(self.cell, "get_dropout_mask_for_cell") or hasattr(
+            self.cell, "get_dropout_mask"
+        )
+        return not self.is_tfrnn and keras_getters and any(r > 0 for r in rates)
+
+    def needs_seed(self, training: bool) -> bool:
+        """Whether a step with this `training` flag draws random numbers."""
+        if self.is_tfrnn:
+            return self.cell.uses_dropout(training)
+        return training and self.uses_keras_dropout()
+
+    def trainable_variables(self) -> list[tf.Variable]:
+        """The cell's trainable `tf.Variable`s, including those behind Keras 3 variables."""
+        variables = getattr(self.cell, "trainable_variables", None)
+        if variables is None:
+            variables = getattr(self.cell, "trainable_weights", [])
+        return [getattr(v, "value", v) if not isinstance(v, tf.Variable) else v for v in variables]
+
+    # -- building ----------------------------------------------------------------------------
+
+    def build(self, step_input_shape: tf.TensorShape) -> None:
+        """Creates the cell's variables for steps of `step_input_shape` (`[batch, ...]`)."""
+        step_input_shape = tf.TensorShape(step_input_shape)
+        if self.is_tfrnn:
+            self.cell.maybe_build(step_input_shape)
+            return
+        if self._built_input_shape is not None:
+            if not self._built_input_shape[1:].is_compatible_with(step_input_shape[1:]):
+                raise ValueError(
+                    f"inputs have features of shape {step_input_shape[1:].as_list()}, but "
+                    f"{self.argument} ({self.name}) was built for features of shape "
+                    f"{self._built_input_shape[1:].as_list()}"
+                )
+            return
+        if self.is_layer and not self.cell.built:
+            with tf.init_scope(), tf.name_scope(self.name):
+                self.cell.build(tuple(step_input_shape.as_list()))
+            self.cell.built = True
+        self._built_input_shape = step_input_shape
+
+    # -- states ------------------------------------------------------------------------------
+
+    def initial_state(self, batch_size: Any, dtype: tf.DType) -> list[tf.Tensor]:
+        """The flat initial states: `get_initial_state` where the cell has one, else zeros."""
+        get_initial_state = getattr(self.cell, "get_initial_state", None)
+        if not callable(get_initial_state):
+            return [
+                tf.zeros(tf.concat([[batch_size], shape.as_list()], 0), dtype)
+                for shape in self.flat_state_shapes
+            ]
+        kwargs = {}
+        if accepts_argument(get_initial_state, "batch_size"):
+            kwargs["batch_size"] = batch_size
+        if accepts_argument(get_initial_state, "dtype"):
+            kwargs["dtype"] = dtype
+        states = [tf.convert_to_tensor(s) for s in tf.nest.flatten(get_initial_state(**kwargs))]
+        if len(states) != len(self.flat_state_shapes):
+            raise ValueError(
+                f"{self.argument}.get_initial_state returned {state_spec.describe(states)}, "
+                f"but its state_size gives {len(self.flat_state_shapes)} states of shape "
+                f"{state_spec.format_state_shapes(self.flat_state_shapes)}"
+            )
+        return [tf.cast(s, dtype) if s.dtype != dtype else s for s in states]
+
+    # -- running -----------------------------------------------------------------------------
+
+    def sequence_constants(self, batch_size: Any, training: bool, seed: Optional[tf.Tensor]):
+        """Tensors drawn once per sequence and passed to every step (dropout masks, seeds)."""
+        if seed is None or not self.needs_seed(training):
+            return None
+        if self.is_tfrnn:
+            return self.cell.get_dropout_masks(batch_size, training, seed=seed)
+        return tf.cast(seed, tf.int64)
+
+    def call_step(
+        self,
+        inputs_t: tf.Tensor,
+        states: list[tf.Tensor],
+        *,
+        constants: Optional[list[tf.Tensor]] = None,
+        training: bool = False,
+        sequence_constants: Any = None,
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """One step of the cell: `(output_t, flat new states)`."""
+        kwargs = {}
+        if constants:
+            kwargs["constants"] = constants
+        if self.accepts_training:
+            kwargs["training"] = training
+        if self.accepts_dropout_masks and sequence_constants is not None:
+            kwargs["dropout_masks"] = sequence_constants
+        seeded = sequence_constants if self.uses_keras_dropout() and training else None
+        with _seeded_keras_dropout(self.cell, seeded):
+            output, new_states = self._call_fn(inputs_t, list(states), **kwargs)
+        return output, tf.nest.flatten(new_states)
+
+    def step_projected(
+        self, projected_t: tf.Tensor, states: list[tf.Tensor], sequence_constants: Any = None
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """One step of a built-in cell from inputs already projected by `project_inputs`."""
+        return self.cell.step(projected_t, states, sequence_constants)
+
+    def project_inputs(self, inputs: tf.Tensor, sequence_constants: Any = None) -> tf.Tensor:
+        """The input projection of a built-in cell over a whole `[batch, time, features]`."""
+        return self.cell.project_inputs(inputs, sequence_constants)
+
+
+@contextlib.contextmanager
+def _seeded_keras_dropout(cell: Any, seed: Optional[tf.Tensor]):
+    """While tracing a step, makes a Keras cell's dropout masks a function of `seed`."""
+    if seed is None:
+        yield
+        return
+
+    def masks_like(tensor, rate, side, count):
+        masks = dropout_lib.dropout_masks(
+            tf.random.experimental.stateless_fold_in(seed, side),
+            tf.shape(tensor),
+            rate,
+            tensor.dtype,
+            count or 1,
+        )
+        return masks if count else masks[0]
+
+    def keras2_input_mask(inputs, training=None, count=1):
+        if not cell.dropout:
+            return None
+        return masks_like(inputs, cell.dropout, 0, count if count > 1 else None)
+
+    def keras2_recurrent_mask(inputs, training=None, count=1):
+        if not cell.recurrent_dropout:
+            return None
+        return masks_like(inputs, cell.recurrent_dropout, 1, count if count > 1 else None)
+
+    def keras3_input_mask(step_input):
+        if not cell.dropout:
+            return None
+        return masks_like(step_input, cell.dropout, 0, getattr(cell, "dropout_mask_count", None))
+
+    def keras3_recurrent_mask(step_input):
+        if not cell.recurrent_dropout:
+            return None
+        return masks_like(
+            step_input, cell.recurrent_dropout, 1, getattr(cell, "dropout_mask_count", None)
+        )
+
+    if hasattr(cell, "get_dropout_mask_for_cell"):
+        patches = {
+            "get_dropout_mask_for_cell": keras2_input_mask,
+            "get_recurrent_dropout_mask_for_cell": keras2_recurrent_mask,
+        }
+    else:
+        patches = {
+            "get_dropout_mask": keras3_input_mask,
+            "get_recurrent_dropout_mask": keras3_recurrent_mask,
+        }
+    # object.__setattr__ bypasses Keras' attribute tracking; the instance attributes shadow
+    # the class methods only while this step is traced.
+    for name, fn in patches.items():
+        object.__setattr__(cell, name, fn)
+    try:
+        yield
+    finally:
+        for name in patches:
+            object.__delattr__(cell, name)

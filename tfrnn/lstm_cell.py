@@ -1,0 +1,119 @@
+"""`LSTMCell`: Keras' LSTM cell (gate order i, f, c, o), with the input projection split out."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import tensorflow as tf
+
+from tfrnn import activations
+from tfrnn import initializers
+from tfrnn.builtin_cell import BuiltinCell, DropoutMasks, gated_recurrent_matmul
+
+
+def lstm_step(
+    projected_inputs: tf.Tensor,
+    h: tf.Tensor,
+    c: tf.Tensor,
+    recurrent_kernel: tf.Tensor,
+    activation: Callable[[tf.Tensor], tf.Tensor],
+    recurrent_activation: Callable[[tf.Tensor], tf.Tensor],
+    recurrent_masks: Sequence[tf.Tensor] = (),
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """One LSTM step from the projected inputs `x @ kernel + bias` `[batch, 4 * units]`.
+
+    Returns the new `(h, c)`.
+    """
+    z = projected_inputs + gated_recurrent_matmul(h, recurrent_kernel, 4, recurrent_masks)
+    z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
+    i = recurrent_activation(z_i)
+    f = recurrent_activation(z_f)
+    c = f * c + i * activation(z_c)
+    o = recurrent_activation(z_o)
+    return o * activation(c), c
+
+
+class LSTMCell(BuiltinCell):
+    """Long short-term memory cell with Keras' weights, gate order and options.
+
+    For inputs `x` `[batch, features]` and states `h`, `c` `[batch, units]`::
+
+        z = x @ kernel + h @ recurrent_kernel + bias          # [batch, 4 * units]
+        z_i, z_f, z_c, z_o = split(z, 4)                      # gate order i, f, c, o
+        c' = recurrent_activation(z_f) * c + recurrent_activation(z_i) * activation(z_c)
+        h' = recurrent_activation(z_o) * activation(c')
+
+    Weights (Keras layout, copy one-to-one from `tf_keras.layers.LSTMCell`):
+    `kernel [features, 4 * units]`, `recurrent_kernel [units, 4 * units]`,
+    `bias [4 * units]`. `state_size = [units, units]` (h, c); the output is h.
+
+    Dropout follows tf-keras: one mask per sequence; with `recurrent_dropout > 0` every gate
+    has its own input and recurrent mask (tf-keras' implementation 1), otherwise one input
+    mask serves all gates.
+
+    >>> rnn = tfrnn.RNN(tfrnn.LSTMCell(16), return_state=True)
+    >>> output, h, c = rnn(tf.ones([2, 7, 4]))
+    >>> c.shape
+    TensorShape([2, 16])
+
+    Args:
+      units: size of h and c.
+      activation: for the candidate and the output (default tanh).
+      recurrent_activation: for the gates (default sigmoid).
+      unit_forget_bias: initialize the forget-gate bias to 1 (Keras' default).
+      **kwargs: `use_bias`, the `*_initializer`, `*_regularizer` (callables
+        `variable -> scalar`, summed by `regularization_losses()`), `*_constraint` (set as the
+        variables' `constraint`), `dropout`, `recurrent_dropout`, `seed`, `dtype`, `name`;
+        see `BuiltinCell`.
+    """
+
+    gates = 4
+
+    def __init__(
+        self,
+        units: int,
+        activation: activations.Activation = "tanh",
+        recurrent_activation: activations.Activation = "sigmoid",
+        unit_forget_bias: bool = True,
+        **kwargs,
+    ):
+        super().__init__(units, **kwargs)
+        self.activation_name = activations.name_of(activation)
+        self.recurrent_activation_name = activations.name_of(recurrent_activation)
+        self.activation = activations.get(activation)
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.state_size = [self.units, self.units]
+        self.output_size = self.units
+        self.state_names = ["h", "c"]
+
+    def bias_initial_value(self, shape, dtype=None) -> tf.Tensor:
+        if not self.unit_forget_bias:
+            return super().bias_initial_value(shape, dtype)
+        units = self.units
+        return tf.concat(
+            [
+                initializers.initial_value(self.bias_initializer, [units], dtype, self.rng),
+                tf.ones([units], dtype),
+                initializers.initial_value(self.bias_initializer, [2 * units], dtype, self.rng),
+            ],
+            0,
+        )
+
+    def step(
+        self,
+        projected_inputs: tf.Tensor,
+        states: list[tf.Tensor],
+        dropout_masks: Optional[DropoutMasks] = None,
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """One step from projected inputs: `(h, [h, c])`."""
+        h, c = lstm_step(
+            projected_inputs,
+            states[0],
+            states[1],
+            self.recurrent_kernel,
+            self.activation,
+            self.recurrent_activation,
+            dropout_masks[1] if dropout_masks else (),
+        )
+        return h, [h, c]

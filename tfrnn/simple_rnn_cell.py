@@ -1,0 +1,55 @@
+"""`SimpleRNNCell`: Keras' fully connected recurrence `h' = activation(x W + h U + b)`."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import tensorflow as tf
+
+from tfrnn import activations
+from tfrnn.builtin_cell import BuiltinCell, DropoutMasks, gated_recurrent_matmul
+
+
+class SimpleRNNCell(BuiltinCell):
+    """Fully connected recurrent cell with Keras' weights and options.
+
+    For inputs `x` `[batch, features]` and state `h` `[batch, units]`::
+
+        h' = activation(x @ kernel + bias + h @ recurrent_kernel)
+
+    Weights (Keras layout, copy one-to-one from `tf_keras.layers.SimpleRNNCell`):
+    `kernel [features, units]`, `recurrent_kernel [units, units]`, `bias [units]`.
+    `state_size = units`; the output is h. Dropout: one input and one recurrent mask per
+    sequence, as in Keras.
+
+    >>> tfrnn.RNN(tfrnn.SimpleRNNCell(8), return_sequences=True)(tf.ones([2, 5, 3])).shape
+    TensorShape([2, 5, 8])
+
+    Args:
+      units: size of h.
+      activation: default tanh.
+      **kwargs: see `BuiltinCell`.
+    """
+
+    gates = 1
+
+    def __init__(self, units: int, activation: activations.Activation = "tanh", **kwargs):
+        super().__init__(units, **kwargs)
+        self.activation_name = activations.name_of(activation)
+        self.activation = activations.get(activation)
+        self.state_size = self.units
+        self.output_size = self.units
+        self.state_names = ["h"]
+
+    def step(
+        self,
+        projected_inputs: tf.Tensor,
+        states: list[tf.Tensor],
+        dropout_masks: Optional[DropoutMasks] = None,
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """One step from projected inputs: `(h, [h])`."""
+        masks = dropout_masks[1] if dropout_masks else ()
+        h = self.activation(
+            projected_inputs + gated_recurrent_matmul(states[0], self.recurrent_kernel, 1, masks)
+        )
+        return h, [h]

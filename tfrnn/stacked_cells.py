@@ -1,0 +1,122 @@
+"""`StackedRNNCells`: several cells run as one, each feeding its output to the next."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import tensorflow as tf
+
+from tfrnn.cell import RNNCell
+from tfrnn.cell_adapter import CellAdapter
+
+
+class StackedRNNCells(RNNCell):
+    """Cells stacked on top of each other: step `t` of cell `k` reads cell `k - 1`'s output.
+
+    Any mix of cells the RNN accepts can be stacked (tfrnn, `tf.Module`, tf-keras and Keras 3
+    cells). The states are the cells' states in order, flat: `[h1, c1, h2]` for an LSTM cell
+    under a GRU cell, which is also the order `return_state` returns them in; `initial_state`
+    may be given flat or nested per cell (`[[h1, c1], h2]`), as in Keras. `state_size` is the
+    list of the cells' `state_size`s; the output is the last cell's output. `constants` go to
+    every cell whose `call` takes them.
+
+    >>> stack = tfrnn.StackedRNNCells([tfrnn.LSTMCell(8), tfrnn.GRUCell(4)])
+    >>> [s.shape for s in tfrnn.RNN(stack, return_state=True)(tf.ones([2, 3, 5]))[1:]]
+    [TensorShape([2, 8]), TensorShape([2, 8]), TensorShape([2, 4])]
+
+    Args:
+      cells: the cells, bottom first.
+      name: name scope.
+    """
+
+    def __init__(self, cells: Sequence[Any], name: Optional[str] = None):
+        if isinstance(cells, (str, bytes)) or not isinstance(cells, (list, tuple)):
+            raise TypeError(f"cells must be a list of cells, got {type(cells).__name__}")
+        if not cells:
+            raise ValueError("cells must hold at least one cell, got an empty list")
+        adapters = [CellAdapter(cell, f"cells[{i}]") for i, cell in enumerate(cells)]
+        first = adapters[0].cell
+        super().__init__(dtype=getattr(first, "dtype", None) or tf.float32, name=name)
+        self.cells = list(cells)
+        self.adapters = adapters
+        self.state_size = [cell.state_size for cell in self.cells]
+        self.output_size = adapters[-1].output_shape
+
+    def flat_state_shapes(self) -> list[tf.TensorShape]:
+        """The states of all cells, in order (what the RNN carries and returns)."""
+        return [shape for adapter in self.adapters for shape in adapter.flat_state_shapes]
+
+    def state_groups(self) -> list[int]:
+        """How many states each cell has, to regroup a flat list per cell."""
+        return [len(adapter.flat_state_shapes) for adapter in self.adapters]
+
+    def build(self, input_shape) -> None:
+        shape = tf.TensorShape(input_shape)
+        for adapter in self.adapters:
+            adapter.build(shape)
+            shape = tf.TensorShape([shape[0]]).concatenate(adapter.output_shape)
+
+    def maybe_build(self, input_shape) -> None:
+        # Each cell checks its own feature size; the stack only records the first.
+        input_shape = tf.TensorShape(input_shape)
+        if self.built:
+            self.adapters[0].build(input_shape)
+            return
+        super().maybe_build(input_shape)
+
+    def output_dtype(self, inputs_dtype: tf.DType) -> tf.DType:
+        """The last cell's output dtype (each cell may compute in its own dtype)."""
+        return self.adapters[-1].compute_dtype(inputs_dtype)
+
+    def state_names(self) -> list[str]:
+        """`h0, c0, h1`: each cell's state names, suffixed by the cell's index."""
+        return [f"{name}{i}" for i, a in enumerate(self.adapters) for name in a.state_names]
+
+    @property
+    def accepts_constants(self) -> bool:
+        """Whether any cell of the stack takes `constants`."""
+        return any(adapter.accepts_constants for adapter in self.adapters)
+
+    def get_initial_state(self, batch_size=None, dtype=None) -> list[list[tf.Tensor]]:
+        """Each cell's initial states, nested per cell."""
+        return [adapter.initial_state(batch_size, dtype or self.dtype) for adapter in self.adapters]
+
+    def uses_dropout(self, training: bool) -> bool:
+        return any(adapter.needs_seed(training) for adapter in self.adapters)
+
+    def get_dropout_masks(self, batch_size, training=False, seed=None) -> Optional[list]:
+        """Per cell, what it draws once per sequence (its masks, or a seed for Keras cells)."""
+        if not self.uses_dropout(training):
+            return None
+        if seed is None:
+            seed = self.rng.make_seeds(1)[:, 0]
+        seed = tf.cast(seed, tf.int64)
+        return [
+            adapter.sequence_constants(
+                batch_size, training, tf.random.experimental.stateless_fold_in(seed, index)
+            )
+            for index, adapter in enumerate(self.adapters)
+        ]
+
+    def regularization_losses(self) -> list[tf.Tensor]:
+        losses = []
+        for cell in self.cells:
+            if callable(getattr(cell, "regularization_losses", None)):
+                losses.extend(cell.regularization_losses())
+        return losses
+
+    def call(self, inputs, states, training=False, constants=None, dropout_masks=None):
+        new_states = []
+        offset = 0
+        for index, adapter in enumerate(self.adapters):
+            count = len(adapter.flat_state_shapes)
+            inputs, cell_states = adapter.call_step(
+                inputs,
+                list(states[offset : offset + count]),
+                constants=constants if adapter.accepts_constants else None,
+                training=training,
+                sequence_constants=dropout_masks[index] if dropout_masks else None,
+            )
+            new_states.extend(cell_states)
+            offset += count
+        return inputs, new_states
