@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -120,28 +121,21 @@ class RNNCell(tf.Module):
             variable.assign(value)
 
     def build(self, input_shape: Sequence[Optional[int]]) -> None:
-        """Creates the variables for inputs of `input_shape` (`[batch, features]`)."""
+        """Creates the variables for inputs of `input_shape` (`[batch, features]`).
+
+        Subclasses override this; every override is wrapped (see `__init_subclass__`) so
+        that building is idempotent, happens eagerly even while a function is traced, and
+        records the feature shape that later calls are checked against.
+        """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "build" in cls.__dict__:
+            cls.build = _idempotent_build(cls.__dict__["build"])
 
     def maybe_build(self, input_shape: Sequence[Optional[int]]) -> None:
         """Builds once; later calls check that the feature size has not changed."""
-        input_shape = tf.TensorShape(input_shape)
-        if self.built:
-            self.check_input_shape(input_shape, "inputs")
-            return
-        if input_shape.rank is None or input_shape.rank < 2:
-            raise ValueError(
-                f"{type(self).__name__} inputs must be [batch, features...], "
-                f"got shape {input_shape}"
-            )
-        if not input_shape[1:].is_fully_defined():
-            raise ValueError(
-                f"{type(self).__name__} needs a known feature size to build, "
-                f"got inputs of shape {input_shape}"
-            )
-        with tf.init_scope():
-            self.build(input_shape)
-        self.input_shape = tf.TensorShape([None]).concatenate(input_shape[1:])
-        self.built = True
+        self.build(input_shape)
 
     def check_input_shape(self, input_shape: tf.TensorShape, argument: str) -> None:
         """Raises if the per-step feature shape differs from the one the cell was built for."""
@@ -186,3 +180,41 @@ class RNNCell(tf.Module):
             tf.zeros(tf.concat([[batch_size], shape.as_list()], 0), dtype)
             for shape in state_spec.flat_state_shapes(self.state_size, type(self).__name__)
         ]
+
+
+def _idempotent_build(build):
+    """Wraps a cell's `build`: validate, build once (eagerly), record the feature shape."""
+
+    @functools.wraps(build)
+    def wrapper(self, input_shape):
+        input_shape = tf.TensorShape(input_shape)
+        if self.built:
+            self.check_input_shape(input_shape, "inputs")
+            return
+        if input_shape.rank is None or input_shape.rank < 2:
+            raise ValueError(
+                f"{type(self).__name__} inputs must be [batch, features...], "
+                f"got shape {input_shape}"
+            )
+        if not input_shape[1:].is_fully_defined():
+            raise ValueError(
+                f"{type(self).__name__} needs a known feature size to build, "
+                f"got inputs of shape {input_shape}"
+            )
+        if getattr(self, "_building", False):
+            # A subclass' build calling super().build(): the outermost call records.
+            build(self, input_shape)
+            return
+        self._building = True
+        try:
+            with tf.init_scope():
+                build(self, input_shape)
+        finally:
+            self._building = False
+        self.input_shape = tf.TensorShape([None]).concatenate(input_shape[1:])
+        self.built = True
+
+    return wrapper
+
+
+RNNCell.build = _idempotent_build(RNNCell.build)

@@ -153,7 +153,14 @@ class CellAdapter:
                 )
             return
         if self.is_layer and not self.cell.built:
-            with tf.init_scope(), tf.name_scope(self.name):
+            # tf-keras names weights after the enclosing scope (as its RNN layer does);
+            # Keras 3 layers name their own.
+            scope = (
+                tf.name_scope(self.name)
+                if isinstance(self.cell, tf.Module)
+                else contextlib.nullcontext()
+            )
+            with tf.init_scope(), scope:
                 self.cell.build(tuple(step_input_shape.as_list()))
             self.cell.built = True
         self._built_input_shape = step_input_shape

@@ -56,14 +56,6 @@ class StackedRNNCells(RNNCell):
             adapter.build(shape)
             shape = tf.TensorShape([shape[0]]).concatenate(adapter.output_shape)
 
-    def maybe_build(self, input_shape) -> None:
-        # Each cell checks its own feature size; the stack only records the first.
-        input_shape = tf.TensorShape(input_shape)
-        if self.built:
-            self.adapters[0].build(input_shape)
-            return
-        super().maybe_build(input_shape)
-
     def output_dtype(self, inputs_dtype: tf.DType) -> tf.DType:
         """The last cell's output dtype (each cell may compute in its own dtype)."""
         return self.adapters[-1].compute_dtype(inputs_dtype)
@@ -97,6 +89,17 @@ class StackedRNNCells(RNNCell):
             )
             for index, adapter in enumerate(self.adapters)
         ]
+
+    @property
+    def trainable_variables(self) -> tuple[tf.Variable, ...]:
+        """All cells' trainable variables, bottom cell first (Keras 3 cells' included)."""
+        found, known = [], set()
+        for adapter in self.adapters:
+            for variable in adapter.trainable_variables():
+                if variable.ref() not in known:
+                    known.add(variable.ref())
+                    found.append(variable)
+        return tuple(found)
 
     def regularization_losses(self) -> list[tf.Tensor]:
         losses = []

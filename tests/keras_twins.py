@@ -1,0 +1,46 @@
+"""tf-keras twins of tfrnn cells, holding the same weights: the reference implementation."""
+
+import tf_keras
+
+import tfrnn
+
+CELL_KINDS = ("simple", "lstm", "gru", "gru_reset_before", "stacked")
+
+
+def _pair(kind, units, index):
+    if kind == "simple":
+        return tfrnn.SimpleRNNCell(units, seed=index), tf_keras.layers.SimpleRNNCell(units)
+    if kind == "lstm":
+        return tfrnn.LSTMCell(units, seed=index), tf_keras.layers.LSTMCell(units)
+    if kind == "gru":
+        return tfrnn.GRUCell(units, seed=index), tf_keras.layers.GRUCell(units)
+    if kind == "gru_reset_before":
+        return (
+            tfrnn.GRUCell(units, reset_after=False, seed=index),
+            tf_keras.layers.GRUCell(units, reset_after=False),
+        )
+    raise ValueError(kind)
+
+
+def twin_cells(kind, units, features, **options):
+    """`(tfrnn cell, tf_keras cell)` with identical weights, built for `features` inputs.
+
+    `stacked` is an LSTM under a GRU. `options` go to both cells (e.g. dropout).
+    """
+    if kind == "stacked":
+        lower = twin_cells("lstm", units, features, **options)
+        upper = twin_cells("gru", units + 1, units, **options)
+        return [lower[0], upper[0]], [lower[1], upper[1]]
+    ours, theirs = _pair(kind, units, 0)
+    if options:
+        cls = type(ours)
+        ours = cls(units, seed=0, **options, **_extra(kind))
+        theirs = type(theirs)(units, **options, **_extra(kind))
+    theirs.build((None, features))
+    ours.build((None, features))
+    ours.set_weights(theirs.get_weights())
+    return ours, theirs
+
+
+def _extra(kind):
+    return {"reset_after": False} if kind == "gru_reset_before" else {}

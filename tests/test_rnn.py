@@ -1,0 +1,328 @@
+"""tfrnn.RNN against tf_keras.layers.RNN with the same weights, over generated option matrices."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+import tfrnn
+from conftest import assert_close, call_in, random_array, random_mask
+from keras_twins import CELL_KINDS, twin_cells
+from matrix import all_pairs, case_id
+
+BATCH, TIME, FEATURES, UNITS = 3, 5, 4, 6
+
+PARITY_MATRIX = all_pairs(
+    {
+        "cell": CELL_KINDS,
+        "return_sequences": (False, True),
+        "return_state": (False, True),
+        "go_backwards": (False, True),
+        "mask": (None, "random"),
+        "zero_output_for_mask": (False, True),
+        "initial_state": (None, "flat", "nested"),
+        "execution": ("jit-while", "jit-unroll", "while", "unroll"),
+        "caller": ("eager", "function", "jit"),
+    },
+    # Nested initial states only mean something for stacked cells.
+    allowed=lambda c: c["initial_state"] != "nested" or c["cell"] == "stacked",
+)
+
+
+def _keras_reference(keras_cell, case, inputs, mask, initial_state):
+    """tf-keras' results and gradients (its while-loop path, eagerly).
+
+    The results are `[output, *states]` with `return_state`, else `[output]`; the gradients
+    are those of `_loss(results)` with respect to inputs, initial states and weights.
+    """
+    zero_output = case["zero_output_for_mask"] and case["return_sequences"]
+    layer = tf_keras.layers.RNN(
+        keras_cell,
+        return_sequences=case["return_sequences"],
+        return_state=True,
+        go_backwards=case["go_backwards"],
+        zero_output_for_mask=zero_output,
+    )
+    keras_state = initial_state or None
+    if case["cell"] == "stacked" and initial_state:
+        keras_state = [initial_state[:2], initial_state[2]]  # tf-keras wants one entry per cell
+    with tf.GradientTape() as tape:
+        tape.watch([inputs] + initial_state)
+        results = tf.nest.flatten(layer(inputs, mask=mask, initial_state=keras_state))
+        results = results if case["return_state"] else results[:1]
+        loss = _loss(results)
+    weights = layer.trainable_variables
+    grads = tape.gradient(loss, [inputs] + initial_state + weights)
+    return [r.numpy() for r in results], [g.numpy() for g in grads]
+
+
+def _loss(results):
+    """A weighted sum of every output and state, so each gets a distinct gradient."""
+    total = 0.0
+    for index, tensor in enumerate(results):
+        weights = tf.constant(random_array(100 + index, *tensor.shape.as_list()))
+        total += tf.reduce_sum(tensor * weights)
+    return total
+
+
+def _initial_state_for(kind, cell_kind):
+    """(flat list for tf-keras, the argument tfrnn receives)."""
+    if kind is None:
+        return [], None
+    if cell_kind == "stacked":
+        sizes = [UNITS, UNITS, UNITS + 1]
+        flat = [tf.constant(random_array(50 + i, BATCH, size)) for i, size in enumerate(sizes)]
+        return flat, ([[flat[0], flat[1]], flat[2]] if kind == "nested" else flat)
+    count = 2 if cell_kind == "lstm" else 1
+    flat = [tf.constant(random_array(50 + i, BATCH, UNITS)) for i in range(count)]
+    return flat, flat
+
+
+@pytest.mark.parametrize("case", PARITY_MATRIX, ids=case_id)
+def test_matches_tf_keras(case):
+    ours_cell, keras_cell = twin_cells(case["cell"], UNITS, FEATURES)
+    inputs = tf.constant(random_array(1, BATCH, TIME, FEATURES))
+    mask = tf.constant(random_mask(2, BATCH, TIME)) if case["mask"] else None
+    flat_state, state_argument = _initial_state_for(case["initial_state"], case["cell"])
+    expected, expected_grads = _keras_reference(keras_cell, case, inputs, mask, flat_state)
+
+    rnn = tfrnn.RNN(
+        ours_cell,
+        return_sequences=case["return_sequences"],
+        return_state=case["return_state"],
+        go_backwards=case["go_backwards"],
+        zero_output_for_mask=case["zero_output_for_mask"],
+        jit_compile=case["execution"].startswith("jit"),
+        unroll=case["execution"].endswith("unroll"),
+    )
+    rnn.build(inputs.shape)
+    weights = list(rnn.trainable_variables)
+
+    def run(inputs, initial_state):
+        with tf.GradientTape() as tape:
+            tape.watch([inputs] + tf.nest.flatten(initial_state or []))
+            results = rnn(inputs, mask=mask, initial_state=initial_state)
+            results = results if case["return_state"] else [results]
+            loss = _loss(results)
+        grads = tape.gradient(loss, [inputs] + tf.nest.flatten(initial_state or []) + weights)
+        return results, grads
+
+    results, grads = call_in(case["caller"], run, inputs, state_argument)
+    assert len(results) == len(expected)
+    for index, (ours, theirs) in enumerate(zip(results, expected)):
+        assert_close(ours, theirs, 1e-5, f"result {index}")
+    assert len(grads) == len(expected_grads)
+    for index, (ours, theirs) in enumerate(zip(grads, expected_grads)):
+        assert_close(ours, theirs, 1e-4, f"gradient {index}")
+
+
+def test_weights_follow_keras_order_and_names():
+    lstm, keras_lstm = twin_cells("lstm", UNITS, FEATURES)
+    assert [v.name.split("/")[-1] for v in lstm.weights] == [
+        "kernel:0",
+        "recurrent_kernel:0",
+        "bias:0",
+    ]
+    assert [v.shape for v in lstm.weights] == [w.shape for w in keras_lstm.weights]
+
+
+MASK_SEMANTICS = [
+    dict(go_backwards=g, zero_output_for_mask=z, return_sequences=r)
+    for g in (False, True)
+    for z in (False, True)
+    for r in (False, True)
+]
+
+
+@pytest.fixture(scope="module")
+def lstm_twins():
+    return twin_cells("lstm", UNITS, FEATURES)
+
+
+@pytest.mark.parametrize("options", MASK_SEMANTICS, ids=case_id)
+def test_mask_semantics_match_keras(options, lstm_twins):
+    """Every mask option against tf-keras (Keras' docs rule for zero_output_for_mask)."""
+    ours_cell, keras_cell = lstm_twins
+    inputs = tf.constant(random_array(3, BATCH, TIME, FEATURES))
+    mask = tf.constant(random_mask(4, BATCH, TIME))
+    reference_options = dict(options)
+    reference_options["zero_output_for_mask"] = (
+        options["zero_output_for_mask"] and options["return_sequences"]
+    )
+    reference = tf_keras.layers.RNN(keras_cell, return_state=True, **reference_options)
+    expected = reference(inputs, mask=mask)
+    ours = tfrnn.RNN(ours_cell, return_state=True, jit_compile=False, **options)(inputs, mask=mask)
+    for index, (a, b) in enumerate(zip(ours, expected)):
+        assert_close(a, b, 1e-5, f"result {index}")
+
+
+def test_zero_output_for_mask_leaves_last_output_alone():
+    """keras#17596: tf-keras zeroes the last output; the Keras docs (and tfrnn) do not."""
+    ours_cell, keras_cell = twin_cells("simple", UNITS, FEATURES)
+    inputs = tf.constant(random_array(5, BATCH, TIME, FEATURES))
+    mask = np.ones([BATCH, TIME], bool)
+    mask[:, -1] = False
+    ours = tfrnn.RNN(ours_cell, zero_output_for_mask=True, jit_compile=False)(inputs, mask=mask)
+    buggy = tf_keras.layers.RNN(keras_cell, zero_output_for_mask=True)(inputs, mask=mask)
+    documented = tf_keras.layers.RNN(keras_cell)(inputs, mask=mask)
+    assert_close(ours, documented, 1e-6, "documented last output")
+    assert np.abs(buggy.numpy()).max() == 0.0
+    assert np.abs(ours.numpy()).max() > 0.0
+
+
+def test_all_masked_rows_and_leading_masked_steps_are_ordinary_input():
+    ours_cell, keras_cell = twin_cells("gru", UNITS, FEATURES)
+    inputs = tf.constant(random_array(6, BATCH, TIME, FEATURES))
+    mask = np.zeros([BATCH, TIME], bool)
+    mask[1, 2:] = True
+    rnn = tfrnn.RNN(ours_cell, return_sequences=True, return_state=True)
+    outputs, state = rnn(inputs, mask=mask)
+    np.testing.assert_array_equal(outputs.numpy()[0], 0.0)
+    np.testing.assert_array_equal(state.numpy()[0], 0.0)
+    np.testing.assert_array_equal(outputs.numpy()[1, :2], 0.0)
+    expected = tf_keras.layers.RNN(keras_cell, return_sequences=True)(inputs, mask=mask)
+    assert_close(outputs, expected, 1e-5)
+
+
+def test_variable_timesteps_one_function_serves_several_lengths():
+    cell = tfrnn.LSTMCell(UNITS)
+    rnn = tfrnn.RNN(cell, return_sequences=True)
+    rnn.build([None, None, FEATURES])
+    reference = tfrnn.RNN(cell, return_sequences=True, jit_compile=False)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, FEATURES], tf.float32)])
+    def serve(inputs):
+        return rnn(inputs)
+
+    for batch, timesteps in [(2, 3), (1, 7), (4, 1)]:
+        inputs = tf.constant(random_array(timesteps, batch, timesteps, FEATURES))
+        assert_close(serve(inputs), reference(inputs), 1e-5, f"length {timesteps}")
+    assert serve.experimental_get_tracing_count() == 1
+
+
+class ScaledConstantCell(tf.Module):
+    """A cell that takes `constants`: h' = tanh(x W + h U) * scale."""
+
+    def __init__(self, units, features):
+        super().__init__()
+        self.state_size = units
+        self.output_size = units
+        self.kernel = tf.Variable(random_array(7, features, units))
+        self.recurrent = tf.Variable(random_array(8, units, units) * 0.3)
+
+    def call(self, inputs, states, constants):
+        h = tf.tanh(inputs @ self.kernel + states[0] @ self.recurrent) * constants[0]
+        return h, [h]
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_constants_reach_every_step(jit_compile):
+    cell = ScaledConstantCell(UNITS, FEATURES)
+    inputs = random_array(9, BATCH, TIME, FEATURES)
+    scale = np.abs(random_array(10, BATCH, UNITS))
+    rnn = tfrnn.RNN(cell, return_sequences=True, jit_compile=jit_compile)
+    outputs = rnn(inputs, constants=[scale])
+    h = np.zeros([BATCH, UNITS], np.float32)
+    for t in range(TIME):
+        h = np.tanh(inputs[:, t] @ cell.kernel.numpy() + h @ cell.recurrent.numpy()) * scale
+        assert_close(outputs[:, t], h, 1e-5, f"step {t}")
+
+
+class MatrixStateCell(tf.Module):
+    """A plain tf.Module cell whose state is a [2, 3] matrix per example."""
+
+    state_size = tf.TensorShape([2, 3])
+    output_size = 6
+
+    def __init__(self, features):
+        super().__init__()
+        self.kernel = tf.Variable(random_array(11, features, 6) * 0.5)
+
+    def __call__(self, inputs, states):
+        state = tf.tanh(states[0] + tf.reshape(inputs @ self.kernel, [-1, 2, 3]))
+        return tf.reshape(state, [-1, 6]), [state]
+
+
+def test_high_dimensional_state_from_a_plain_module():
+    cell = MatrixStateCell(FEATURES)
+    inputs = random_array(12, BATCH, TIME, FEATURES)
+    output, state = tfrnn.RNN(cell, return_state=True)(inputs)
+    expected = np.zeros([BATCH, 2, 3], np.float32)
+    for t in range(TIME):
+        expected = np.tanh(expected + (inputs[:, t] @ cell.kernel.numpy()).reshape(-1, 2, 3))
+    assert state.shape == [BATCH, 2, 3]
+    assert_close(state, expected, 1e-5)
+    assert_close(output, expected.reshape(BATCH, 6), 1e-5)
+
+
+class MinimalRNNCell(tf_keras.layers.Layer):
+    """The Keras docs' example cell, as a tf-keras layer."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], self.units), initializer="uniform", name="kernel"
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, self.units), initializer="uniform", name="recurrent_kernel"
+        )
+        self.built = True
+
+    def call(self, inputs, states):
+        prev_output = states[0]
+        h = tf.matmul(inputs, self.kernel)
+        output = h + tf.matmul(prev_output, self.recurrent_kernel)
+        return output, [output]
+
+
+@pytest.mark.parametrize("stacked", [False, True], ids=["single", "stacked"])
+def test_keras_docs_minimal_rnn_cell(stacked):
+    cells = [MinimalRNNCell(32), MinimalRNNCell(64)] if stacked else MinimalRNNCell(32)
+    inputs = random_array(13, 2, 7, 5)
+    ours = tfrnn.RNN(cells, return_state=True)
+    results = ours(inputs)
+    # The same cell objects (same weights) inside tf-keras' own RNN layer.
+    expected = tf_keras.layers.RNN(cells, return_state=True)(inputs)
+    assert results[0].shape == [2, 64 if stacked else 32]
+    for a, b in zip(results, expected):
+        assert_close(a, b, 1e-5)
+
+
+def test_keras3_layer_cell():
+    import keras
+
+    class Keras3Cell(keras.Layer):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.state_size = units
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+            self.recurrent_kernel = self.add_weight(
+                shape=(self.units, self.units), name="recurrent_kernel"
+            )
+
+        def call(self, inputs, states):
+            output = keras.ops.tanh(
+                keras.ops.matmul(inputs, self.kernel)
+                + keras.ops.matmul(states[0], self.recurrent_kernel)
+            )
+            return output, [output]
+
+    cells = [Keras3Cell(8), Keras3Cell(4)]
+    inputs = random_array(14, 2, 6, 5)
+    rnn = tfrnn.RNN(cells, return_sequences=True)
+    with tf.GradientTape() as tape:
+        outputs = rnn(inputs)
+        loss = tf.reduce_sum(outputs)
+    grads = tape.gradient(loss, rnn.trainable_variables)
+    assert len(rnn.trainable_variables) == 4
+    assert all(g is not None for g in grads)
+    # Reference: Keras 3's own RNN layer over the same cell objects.
+    expected = keras.layers.RNN(cells, return_sequences=True)(inputs)
+    assert_close(outputs, np.asarray(expected), 1e-5)
