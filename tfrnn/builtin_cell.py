@@ -194,14 +194,14 @@ class BuiltinCell(RNNCell):
         Args:
           batch_size: int or scalar tensor.
           training: dropout applies only when `True`.
-          seed: `[2]` int tensor; `None` draws one from the cell's generator.
+          seed: `[2]` int tensor; `None` takes the next one from `seed_stream`.
         """
         if not self.uses_dropout(training):
             return None
         if not self.built:
             raise ValueError(f"{type(self).__name__} must be built before drawing dropout masks")
         if seed is None:
-            seed = dropout_lib.seed_from(self.rng)
+            seed = self.seed_stream.next()
         seed = tf.cast(seed, tf.int64)
         input_count, recurrent_count = self.dropout_mask_counts()
         feature_shape = self.input_shape[1:].as_list()
@@ -209,7 +209,7 @@ class BuiltinCell(RNNCell):
         input_masks, recurrent_masks = [], []
         if self.dropout > 0.0:
             input_masks = dropout_lib.dropout_masks(
-                tf.random.experimental.stateless_fold_in(seed, 0),
+                dropout_lib.fold_in(seed, 0),
                 tf.concat([[batch_size], feature_shape], 0),
                 self.dropout,
                 self.dtype,
@@ -217,7 +217,7 @@ class BuiltinCell(RNNCell):
             )
         if self.recurrent_dropout > 0.0:
             recurrent_masks = dropout_lib.dropout_masks(
-                tf.random.experimental.stateless_fold_in(seed, 1),
+                dropout_lib.fold_in(seed, 1),
                 tf.concat([[batch_size], state_shape], 0),
                 self.recurrent_dropout,
                 self.dtype,

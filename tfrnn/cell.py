@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrnn import initializers
+from tfrnn.dropout import SeedStream
 from tfrnn import state_spec
 
 class RNNCell(tf.Module):
@@ -59,14 +60,22 @@ class RNNCell(tf.Module):
         self.built = False
         self.input_shape: Optional[tf.TensorShape] = None
         self._rng: Optional[tf.random.Generator] = None
+        self._seed_stream: Optional[SeedStream] = None
         self._regularizers: list[tuple[tf.Variable, Callable[[tf.Tensor], tf.Tensor]]] = []
         self._weights: list[tf.Variable] = []
 
     # -- variables -------------------------------------------------------------------------
 
     @property
+    def seed_stream(self) -> SeedStream:
+        """Seeds for dropout masks when the cell is called on its own (not by an RNN)."""
+        if self._seed_stream is None:
+            self._seed_stream = SeedStream(self.seed, name="seed_stream")
+        return self._seed_stream
+
+    @property
     def rng(self) -> tf.random.Generator:
-        """The generator behind this cell's initial weights and dropout seeds."""
+        """The generator behind this cell's initial weights (used eagerly, at build)."""
         if self._rng is None:
             with tf.init_scope():
                 if self.seed is None:

@@ -241,7 +241,7 @@ def _seeded_keras_dropout(cell: Any, seed: Optional[tf.Tensor]):
 
     def masks_like(tensor, rate, side, count):
         masks = dropout_lib.dropout_masks(
-            tf.random.experimental.stateless_fold_in(seed, side),
+            dropout_lib.fold_in(seed, side),
             tf.shape(tensor),
             rate,
             tensor.dtype,

@@ -109,7 +109,7 @@ class RNN(tf.Module):
         self._state_variables = (
             StateVariables(self._adapter.state_names, name="states") if self.stateful else None
         )
-        self._rng: Optional[tf.random.Generator] = None
+        self._seeds: Optional[dropout_lib.SeedStream] = None
         self._functions = _Functions(
             self._run, jit_compile=self.jit_compile, reduce_retracing=not self.unroll
         )
@@ -152,14 +152,9 @@ class RNN(tf.Module):
                 f"{input_shape}"
             )
         self._adapter.build(tf.TensorShape([input_shape[0]]).concatenate(input_shape[2:]))
-        if self._adapter.needs_seed(True) and self._rng is None:
-            with tf.init_scope():
-                seed = getattr(self._adapter.cell, "seed", None)
-                self._rng = (
-                    tf.random.Generator.from_seed(seed)
-                    if isinstance(seed, int)
-                    else tf.random.Generator.from_non_deterministic_state()
-                )
+        if self._adapter.needs_seed(True) and self._seeds is None:
+            seed = getattr(self._adapter.cell, "seed", None)
+            self._seeds = dropout_lib.SeedStream(seed if isinstance(seed, int) else None, name="seeds")
         if self.stateful:
             self._ensure_state_variables(input_shape[0])
 
@@ -373,8 +368,10 @@ class RNN(tf.Module):
                 "or tf_keras.Input(batch_size=...))"
             )
         if values is None:
-            dtype = self._adapter.compute_dtype(tf.float32)
-            values = self._adapter.initial_state(int(batch), dtype)
+            # The variables are created eagerly (init_scope), so are their initial values.
+            with tf.init_scope():
+                dtype = self._adapter.compute_dtype(tf.float32)
+                values = self._adapter.initial_state(int(batch), dtype)
         self._state_variables.create(values)
 
     def _check_stateful_batch(self, batch: Optional[int]) -> None:
@@ -398,7 +395,7 @@ class RNN(tf.Module):
             states = self._state_variables.read(dtype)
         else:
             states = adapter.initial_state(batch, dtype)
-        seed = dropout_lib.seed_from(self._rng) if adapter.needs_seed(training) else None
+        seed = self._seeds.next() if adapter.needs_seed(training) else None
         sequence_constants = adapter.sequence_constants(batch, training, seed)
         output_spec = tf.TensorSpec(
             tf.TensorShape([inputs.shape[0]]).concatenate(adapter.output_shape), dtype

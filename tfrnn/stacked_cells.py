@@ -6,6 +6,7 @@ from typing import Any, Optional, Sequence
 
 import tensorflow as tf
 
+from tfrnn import dropout as dropout_lib
 from tfrnn.cell import RNNCell
 from tfrnn.cell_adapter import CellAdapter
 
@@ -81,11 +82,11 @@ class StackedRNNCells(RNNCell):
         if not self.uses_dropout(training):
             return None
         if seed is None:
-            seed = self.rng.make_seeds(1)[:, 0]
+            seed = self.seed_stream.next()
         seed = tf.cast(seed, tf.int64)
         return [
             adapter.sequence_constants(
-                batch_size, training, tf.random.experimental.stateless_fold_in(seed, index)
+                batch_size, training, dropout_lib.fold_in(seed, index)
             )
             for index, adapter in enumerate(self.adapters)
         ]

@@ -1,0 +1,137 @@
+"""What the built-in cells share: per-sequence dropout (as tf-keras applies it), weights API."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+import tfrnn
+from conftest import assert_close, random_array
+from keras_twins import twin_cells
+from numpy_cells import gru_step, lstm_step, simple_step
+
+BATCH, TIME, FEATURES, UNITS = 3, 4, 5, 6
+KINDS = ("simple", "lstm", "gru", "gru_reset_before")
+RATES = {"input": dict(dropout=0.4), "recurrent": dict(recurrent_dropout=0.3),
+         "both": dict(dropout=0.4, recurrent_dropout=0.3)}
+
+
+def _feed_keras_masks(keras_cell, masks):
+    """Makes a tf-keras cell use tfrnn's masks (its own come from its own generator)."""
+    input_masks, recurrent_masks = masks
+
+    def pick(found):
+        def getter(inputs, training=None, count=1):
+            if not found:
+                return None
+            return found if count > 1 else found[0]
+
+        return getter
+
+    keras_cell.get_dropout_mask_for_cell = pick(input_masks)
+    keras_cell.get_recurrent_dropout_mask_for_cell = pick(recurrent_masks)
+
+
+def _numpy_step(kind, weights, x, states, masks):
+    kwargs = dict(input_masks=masks[0], recurrent_masks=masks[1])
+    if kind == "lstm":
+        return list(lstm_step(x, *states, *weights, **kwargs))
+    if kind == "simple":
+        return [simple_step(x, states[0], *weights, **kwargs)]
+    return [gru_step(x, states[0], *weights, reset_after=(kind == "gru"), **kwargs)]
+
+
+@pytest.mark.parametrize("rates", RATES, ids=str)
+@pytest.mark.parametrize("kind", KINDS)
+def test_dropout_is_applied_as_tf_keras_applies_it(kind, rates):
+    ours, theirs = twin_cells(kind, UNITS, FEATURES, **RATES[rates])
+    masks = ours.get_dropout_masks(BATCH, training=True, seed=tf.constant([1, 2]))
+    input_count, recurrent_count = ours.dropout_mask_counts()
+    assert len(masks[0]) == (input_count if "dropout" in RATES[rates] else 0)
+    assert len(masks[1]) == (recurrent_count if "recurrent_dropout" in RATES[rates] else 0)
+    _feed_keras_masks(theirs, [[m.numpy() for m in side] for side in masks])
+
+    x = random_array(1, BATCH, FEATURES)
+    states = [random_array(2 + i, BATCH, UNITS) for i in range(len(ours.state_names))]
+    ours_out, ours_states = ours(x, states, training=True, dropout_masks=masks)
+    theirs_out, theirs_states = theirs(
+        tf.constant(x), [tf.constant(s) for s in states], training=True
+    )
+    assert_close(ours_out, theirs_out, 1e-5, "step output vs tf-keras")
+    numpy_masks = [[m.numpy() for m in side] for side in masks]
+    expected = _numpy_step(kind, ours.get_weights(), x, states, numpy_masks)
+    for a, b in zip(ours_states, expected):
+        assert_close(a, b, 1e-5, "step state vs NumPy")
+
+    # Whole sequences: the masks stay fixed over time, on both sides.
+    inputs = random_array(7, BATCH, TIME, FEATURES)
+    ours.get_dropout_masks = lambda batch_size, training=False, seed=None: masks
+    sequence = tfrnn.RNN(ours, return_sequences=True)(inputs, training=True)
+    expected = tf_keras.layers.RNN(theirs, return_sequences=True)(inputs, training=True)
+    assert_close(sequence, expected, 1e-5, "sequence vs tf-keras")
+
+
+def test_masks_are_fixed_over_a_sequence_and_new_for_each_call():
+    cell = tfrnn.SimpleRNNCell(UNITS, activation="linear", use_bias=False, dropout=0.5, seed=1)
+    cell.build([None, UNITS])
+    cell.kernel.assign(tf.eye(UNITS))
+    cell.recurrent_kernel.assign(tf.zeros([UNITS, UNITS]))
+    rnn = tfrnn.RNN(cell, return_sequences=True)
+    ones = tf.ones([8, TIME, UNITS])
+    first = rnn(ones, training=True).numpy()
+    for t in range(1, TIME):
+        np.testing.assert_array_equal(first[:, t], first[:, 0])
+    assert set(np.unique(first)) == {0.0, 2.0}
+    second = rnn(ones, training=True).numpy()
+    assert (first != second).any()
+    np.testing.assert_array_equal(rnn(ones, training=False).numpy(), 1.0)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_compiled_backward_pass_sees_the_forward_masks(kind):
+    """The jit path recomputes the forward pass for gradients: same seed, same masks."""
+    results = []
+    for jit_compile in (True, False):
+        cell = (tfrnn.LSTMCell if kind == "lstm" else tfrnn.GRUCell)(
+            UNITS, dropout=0.3, recurrent_dropout=0.3, seed=5
+        )
+        rnn = tfrnn.RNN(cell, return_sequences=True, jit_compile=jit_compile)
+        inputs = tf.constant(random_array(8, BATCH, TIME, FEATURES))
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = rnn(inputs, training=True)
+            loss = tf.reduce_sum(outputs * random_array(9, BATCH, TIME, UNITS))
+        results.append([outputs] + tape.gradient(loss, [inputs] + list(cell.weights)))
+    for index, (a, b) in enumerate(zip(*results)):
+        assert_close(a, b, 1e-5, f"result {index}")
+
+
+def test_project_inputs_of_a_sequence_equals_per_step():
+    cell = tfrnn.LSTMCell(UNITS, dropout=0.5, recurrent_dropout=0.2)
+    cell.build([None, FEATURES])
+    masks = cell.get_dropout_masks(BATCH, training=True)
+    inputs = tf.constant(random_array(10, BATCH, TIME, FEATURES))
+    whole = cell.project_inputs(inputs, masks)
+    for t in range(TIME):
+        assert_close(whole[:, t], cell.project_inputs(inputs[:, t], masks), 1e-6)
+
+
+def test_regularizers_and_constraints():
+    cell = tfrnn.GRUCell(
+        UNITS,
+        kernel_regularizer=lambda w: 0.5 * tf.reduce_sum(w**2),
+        bias_regularizer=lambda b: tf.reduce_sum(tf.abs(b)),
+        recurrent_constraint=tf_keras.constraints.MaxNorm(1.0),
+    )
+    cell.build([None, FEATURES])
+    cell.bias.assign(tf.ones_like(cell.bias))
+    losses = cell.regularization_losses()
+    assert len(losses) == 2
+    assert_close(losses[0], 0.5 * np.sum(cell.kernel.numpy() ** 2), 1e-5)
+    assert_close(losses[1], 6.0 * UNITS, 1e-5)
+    assert cell.recurrent_kernel.constraint is not None and cell.kernel.constraint is None
+
+
+def test_masks_before_build_are_an_error():
+    with pytest.raises(ValueError, match="must be built before drawing dropout masks"):
+        tfrnn.LSTMCell(UNITS, dropout=0.1).get_dropout_masks(2, training=True)
