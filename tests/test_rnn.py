@@ -326,3 +326,71 @@ def test_keras3_layer_cell():
     # Reference: Keras 3's own RNN layer over the same cell objects.
     expected = keras.layers.RNN(cells, return_sequences=True)(inputs)
     assert_close(outputs, np.asarray(expected), 1e-5)
+
+
+# -- bad input: a ValueError/TypeError naming the argument, expected vs. received ----------
+
+
+@pytest.fixture(scope="module")
+def built_lstm_rnn():
+    rnn = tfrnn.RNN(tfrnn.LSTMCell(UNITS), return_state=True)
+    rnn(tf.zeros([BATCH, TIME, FEATURES]))
+    return rnn
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda rnn: rnn(tf.zeros([BATCH, FEATURES])), ValueError,
+         r"inputs must have rank >= 3, \[batch, timesteps, features...\], got shape \[3, 4\]"),
+        (lambda rnn: rnn(tf.zeros([BATCH, TIME, 7])), ValueError,
+         r"inputs has features of shape \[7\], but LSTMCell .* was built for features of shape \[4\]"),
+        (lambda rnn: rnn(tf.zeros([BATCH, TIME, FEATURES], tf.int32)), TypeError,
+         "inputs must be a floating tensor .* got dtype int32"),
+        (lambda rnn: rnn([tf.zeros([BATCH, TIME, FEATURES])]), TypeError,
+         "inputs must be one tensor"),
+        (lambda rnn: rnn(tf.zeros([BATCH, TIME, FEATURES]), initial_state=[tf.zeros([4, 32])]), ValueError,
+         r"initial_state must have 2 tensors \(h, c\) of shape \[3, 6\], \[3, 6\], got 1 tensor of shape \[4, 32\]"),
+        (lambda rnn: rnn(tf.zeros([BATCH, TIME, FEATURES]), initial_state=[tf.zeros([BATCH, UNITS])] * 3), ValueError,
+         r"initial_state must have 2 tensors .* got 3 tensors of shape \[3, 6\], \[3, 6\], \[3, 6\]"),
+        (lambda rnn: rnn(tf.zeros([BATCH, TIME, FEATURES]), mask=tf.ones([BATCH, TIME + 1], tf.bool)), ValueError,
+         r"mask must have shape \[batch, timesteps\] = \[3, 5\] to match inputs of shape \[3, 5, 4\], got shape \[3, 6\]"),
+        (lambda rnn: rnn(tf.zeros([BATCH, TIME, FEATURES]), mask=tf.ones([BATCH, TIME, 1], tf.bool)), ValueError,
+         r"mask must have shape .* got shape \[3, 5, 1\]"),
+        (lambda rnn: rnn(tf.zeros([BATCH, TIME, FEATURES]), mask=tf.ones([BATCH, TIME])), TypeError,
+         r"mask must be bool \[batch, timesteps\], got dtype float32"),
+        (lambda rnn: rnn(tf.zeros([BATCH, TIME, FEATURES]), constants=[tf.zeros([BATCH, 2])]), ValueError,
+         "constants were given, but the cell 'lstm_cell.*' does not take them"),
+        (lambda rnn: rnn(tf.zeros([BATCH, TIME, FEATURES]), training="yes"), TypeError,
+         "training must be a Python bool"),
+    ],
+    ids=["rank", "features", "int-inputs", "list-inputs", "state-shape", "state-count",
+         "mask-shape", "mask-rank", "mask-dtype", "constants", "training"],
+)
+def test_bad_input_is_named_at_the_boundary(built_lstm_rnn, call, error, message):
+    with pytest.raises(error, match=message):
+        call(built_lstm_rnn)
+
+
+def test_unroll_with_unknown_timesteps():
+    rnn = tfrnn.RNN(tfrnn.GRUCell(UNITS), unroll=True)
+    fn = tf.function(rnn, input_signature=[tf.TensorSpec([BATCH, None, FEATURES])])
+    with pytest.raises(ValueError, match=r"unroll=True needs a static number of timesteps, got inputs of shape \[3, None, 4\]"):
+        fn.get_concrete_function()
+
+
+@pytest.mark.parametrize("flag", ["return_sequences", "return_state", "go_backwards", "stateful",
+                                  "unroll", "zero_output_for_mask", "jit_compile"])
+def test_flags_must_be_bools(flag):
+    with pytest.raises(TypeError, match=f"{flag} must be a bool, got str"):
+        tfrnn.RNN(tfrnn.GRUCell(UNITS), **{flag: "True"})
+
+
+def test_integer_masks_and_numpy_inputs_are_accepted():
+    ours_cell, keras_cell = twin_cells("gru", UNITS, FEATURES)
+    inputs = random_array(15, BATCH, TIME, FEATURES).astype(np.float64)
+    mask = random_mask(16, BATCH, TIME)
+    result = tfrnn.RNN(ours_cell)(inputs, mask=mask.astype(np.int32))
+    expected = tf_keras.layers.RNN(keras_cell)(inputs.astype(np.float32), mask=mask)
+    assert result.dtype == tf.float32
+    assert_close(result, expected, 1e-5)

@@ -124,7 +124,7 @@ def rnn_loop(
         output, new_states = _checked_step(step_fn, x_t, states, output_spec)
         if mask_tm is None:
             return output, output, new_states
-        mask_t = mask_tm[t]
+        mask_t = tf.gather(mask_tm, t)
         new_states = [_where(mask_t, new, old) for new, old in zip(new_states, states)]
         carried_output = _where(mask_t, output, prev_output)
         sequence_output = carried_output
@@ -159,7 +159,7 @@ def rnn_loop(
 
     def body(t, prev_output, output_ta, *states):
         carried_output, sequence_output, new_states = masked_step(
-            t, inputs_tm[t], prev_output, list(states)
+            t, tf.gather(inputs_tm, t), prev_output, list(states)
         )
         if return_sequences:
             output_ta = output_ta.write(t, sequence_output)
