@@ -9,7 +9,7 @@ setuptools.setup(
         "The Keras RNN layer contract as plain tf.Modules whose time loop "
         "compiles with XLA."
     ),
-    python_requires=">=3.11,<3.12",
+    python_requires=">=3.10",
     packages=setuptools.find_packages(include=["tfrnn", "tfrnn.*"]),
     install_requires=[
         "tensorflow==2.21.0",
