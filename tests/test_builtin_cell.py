@@ -135,3 +135,20 @@ def test_regularizers_and_constraints():
 def test_masks_before_build_are_an_error():
     with pytest.raises(ValueError, match="must be built before drawing dropout masks"):
         tfrnn.LSTMCell(UNITS, dropout=0.1).get_dropout_masks(2, training=True)
+
+
+@pytest.mark.parametrize("cls, options", [
+    (tfrnn.LSTMCell, dict(activation="relu", unit_forget_bias=False)),
+    (tfrnn.GRUCell, dict(reset_after=False, recurrent_activation="hard_sigmoid")),
+    (tfrnn.SimpleRNNCell, dict(activation="linear", use_bias=False)),
+])
+def test_config_round_trip(cls, options):
+    cell = cls(UNITS, dropout=0.25, seed=3, **options)
+    clone = cls.from_config(cell.get_config())
+    assert clone.get_config() == cell.get_config()
+    for key, value in options.items():
+        assert cell.get_config()[key] == value
+    cell.build([None, FEATURES])
+    clone.build([None, FEATURES])
+    for a, b in zip(cell.get_weights(), clone.get_weights()):
+        np.testing.assert_array_equal(a, b)  # same seed, same initial weights

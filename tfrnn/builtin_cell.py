@@ -136,6 +136,35 @@ class BuiltinCell(RNNCell):
         self.recurrent_kernel: Optional[tf.Variable] = None
         self.bias: Optional[tf.Variable] = None
 
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments; `type(cell).from_config(cell.get_config())` rebuilds it.
+
+        Activations and initializers given by Keras name stay names; callables stay the
+        callables (a serializer such as the Keras adapter's turns them into configs).
+        """
+        return {
+            "units": self.units,
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer,
+            "recurrent_initializer": self.recurrent_initializer,
+            "bias_initializer": self.bias_initializer,
+            "kernel_regularizer": self.regularizers[0],
+            "recurrent_regularizer": self.regularizers[1],
+            "bias_regularizer": self.regularizers[2],
+            "kernel_constraint": self.constraints[0],
+            "recurrent_constraint": self.constraints[1],
+            "bias_constraint": self.constraints[2],
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+            "dtype": self.dtype.name,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "BuiltinCell":
+        return cls(**config)
+
     # -- weights -----------------------------------------------------------------------------
 
     def bias_shape(self) -> list[int]:

@@ -76,6 +76,14 @@ class GRUCell(BuiltinCell):
             return self.bias
         return self.bias[0]
 
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "activation": self.activation_name,
+            "recurrent_activation": self.recurrent_activation_name,
+            "reset_after": self.reset_after,
+        }
+
     def step(
         self,
         projected_inputs: tf.Tensor,

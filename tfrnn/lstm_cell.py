@@ -100,6 +100,14 @@ class LSTMCell(BuiltinCell):
             0,
         )
 
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "activation": self.activation_name,
+            "recurrent_activation": self.recurrent_activation_name,
+            "unit_forget_bias": self.unit_forget_bias,
+        }
+
     def step(
         self,
         projected_inputs: tf.Tensor,

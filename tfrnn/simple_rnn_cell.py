@@ -41,6 +41,12 @@ class SimpleRNNCell(BuiltinCell):
         self.output_size = self.units
         self.state_names = ["h"]
 
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "activation": self.activation_name,
+        }
+
     def step(
         self,
         projected_inputs: tf.Tensor,
