@@ -6,6 +6,7 @@
 TensorShape([8, 20, 64])
 """
 
+from tfrnn.bucketing import LengthBuckets
 from tfrnn.cell import RNNCell
 from tfrnn.gru_cell import GRUCell
 from tfrnn.lstm_cell import LSTMCell
@@ -21,6 +22,7 @@ __all__ = [
     "LSTMCell",
     "GRUCell",
     "StackedRNNCells",
+    "LengthBuckets",
     "rnn_loop",
 ]
 

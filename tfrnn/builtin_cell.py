@@ -8,7 +8,7 @@ matmul before the time loop) and a recurrent part (`step`).
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 
@@ -19,6 +19,32 @@ from tfrnn.cell import RNNCell
 
 # Per-sequence dropout masks of a built-in cell: (input masks, recurrent masks), each a list.
 DropoutMasks = tuple[list[tf.Tensor], list[tf.Tensor]]
+
+INPUTS, STATE = "inputs", "state"
+
+
+class Projection(NamedTuple):
+    """One pre-activation: `sum(source @ kernel for source, kernel in terms) + bias`."""
+
+    terms: tuple[tuple[str, Any], ...]
+    """`(INPUTS or STATE, kernel)` pairs; STATE is the cell's first state (h)."""
+    bias: Any
+
+
+class FusedSpec(NamedTuple):
+    """A step split into matmuls and elementwise math, for `tfrnn.fused.fused_rnn`.
+
+    The step is `pres = [projection(x_t, h) for projection in projections]`, then
+    `output, new_states = elementwise(pres, prev_states)`, where `elementwise` has no
+    matmul (so its VJP is cheap, and the matmul gradients can be batched over time).
+    `elementwise_vjp(pres, prev_states, d_output, d_new_states) -> (d_pres, d_prev_states)`
+    is its hand-written VJP where the cell has one (known activations); without it the
+    fused loop differentiates `elementwise` with a local `GradientTape`.
+    """
+
+    projections: tuple[Projection, ...]
+    elementwise: Callable[[list, list], tuple[tf.Tensor, list]]
+    elementwise_vjp: Optional[Callable[[list, list, tf.Tensor, list], tuple[list, list]]] = None
 
 
 def dense(inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
@@ -275,6 +301,22 @@ class BuiltinCell(RNNCell):
     ) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One step from projected inputs `[batch, gates * units]`."""
         raise TypeError(f"{type(self).__name__} must implement step()")
+
+    def fused_spec(self) -> Optional[FusedSpec]:
+        """The step as matmuls + elementwise math, or `None` if it does not split so."""
+        return None
+
+    def fused_dropout_ok(self, dropout_masks: Optional[DropoutMasks]) -> bool:
+        """Whether the fused path can apply these masks (one input mask, no recurrent)."""
+        return not dropout_masks or (not dropout_masks[1] and len(dropout_masks[0]) <= 1)
+
+    def apply_input_dropout(
+        self, inputs: tf.Tensor, dropout_masks: Optional[DropoutMasks]
+    ) -> tf.Tensor:
+        """`inputs * mask` for the single per-sequence input mask (the fused path)."""
+        if not dropout_masks or not dropout_masks[0]:
+            return inputs
+        return inputs * broadcast_mask(dropout_masks[0][0], inputs)
 
     def call(self, inputs, states, training=False, dropout_masks=None):
         if dropout_masks is None:

@@ -227,6 +227,13 @@ class CellAdapter:
         """One step of a built-in cell from inputs already projected by `project_inputs`."""
         return self.cell.step(projected_t, states, sequence_constants)
 
+    def fused_spec(self, sequence_constants: Any = None):
+        """The built-in cell's `FusedSpec` for `tfrnn.fused`, or `None` for the generic loop."""
+        fused_spec = getattr(self.cell, "fused_spec", None) if self.is_tfrnn else None
+        if not callable(fused_spec) or not self.cell.fused_dropout_ok(sequence_constants):
+            return None
+        return fused_spec()
+
     def project_inputs(self, inputs: tf.Tensor, sequence_constants: Any = None) -> tf.Tensor:
         """The input projection of a built-in cell over a whole `[batch, time, features]`."""
         return self.cell.project_inputs(inputs, sequence_constants)

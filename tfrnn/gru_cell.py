@@ -7,7 +7,15 @@ from typing import Optional
 import tensorflow as tf
 
 from tfrnn import activations
-from tfrnn.builtin_cell import BuiltinCell, DropoutMasks, gated_recurrent_matmul
+from tfrnn.builtin_cell import (
+    INPUTS,
+    STATE,
+    BuiltinCell,
+    DropoutMasks,
+    FusedSpec,
+    Projection,
+    gated_recurrent_matmul,
+)
 
 
 class GRUCell(BuiltinCell):
@@ -84,6 +92,53 @@ class GRUCell(BuiltinCell):
             "reset_after": self.reset_after,
         }
 
+    def _gates_reset_after(self, projected_inputs, recurrent, h):
+        """The elementwise part of a `reset_after=True` step, from both projections."""
+        x_z, x_r, x_h = tf.split(projected_inputs, 3, axis=-1)
+        r_z, r_r, r_h = tf.split(recurrent, 3, axis=-1)
+        z = self.recurrent_activation(x_z + r_z)
+        r = self.recurrent_activation(x_r + r_r)
+        candidate = self.activation(x_h + r * r_h)
+        return z * h + (1.0 - z) * candidate
+
+    def fused_spec(self) -> Optional[FusedSpec]:
+        if not self.reset_after:
+            return None  # the reset gate multiplies h before its matmul: no such split
+
+        def elementwise(pres, states):
+            h = self._gates_reset_after(pres[0], pres[1], states[0])
+            return h, [h]
+
+        input_bias = recurrent_bias = None
+        if self.bias is not None:
+            input_bias, recurrent_bias = self.bias[0], self.bias[1]
+        projections = (
+            Projection(((INPUTS, self.kernel),), input_bias),
+            Projection(((STATE, self.recurrent_kernel),), recurrent_bias),
+        )
+        d_act = activations.derivative(self.activation_name)
+        d_rec = activations.derivative(self.recurrent_activation_name)
+        if d_act is None or d_rec is None:
+            return FusedSpec(projections, elementwise)
+
+        def elementwise_vjp(pres, states, d_output, d_new_states):
+            h = states[0]
+            d_h = d_output + d_new_states[0]
+            x_z, x_r, x_h = tf.split(pres[0], 3, axis=-1)
+            r_z, r_r, r_h = tf.split(pres[1], 3, axis=-1)
+            pre_z, pre_r = x_z + r_z, x_r + r_r
+            z, r = self.recurrent_activation(pre_z), self.recurrent_activation(pre_r)
+            pre_candidate = x_h + r * r_h
+            candidate = self.activation(pre_candidate)
+            d_pre_z = d_h * (h - candidate) * d_rec(pre_z, z)
+            d_pre_candidate = d_h * (1.0 - z) * d_act(pre_candidate, candidate)
+            d_pre_r = d_pre_candidate * r_h * d_rec(pre_r, r)
+            d_inputs = tf.concat([d_pre_z, d_pre_r, d_pre_candidate], -1)
+            d_recurrent = tf.concat([d_pre_z, d_pre_r, d_pre_candidate * r], -1)
+            return [d_inputs, d_recurrent], [d_h * z]
+
+        return FusedSpec(projections, elementwise, elementwise_vjp)
+
     def step(
         self,
         projected_inputs: tf.Tensor,
@@ -93,32 +148,27 @@ class GRUCell(BuiltinCell):
         """One step from projected inputs: `(h, [h])`."""
         h = states[0]
         masks = dropout_masks[1] if dropout_masks else ()
-        x_z, x_r, x_h = tf.split(projected_inputs, 3, axis=-1)
         units = self.units
         if self.reset_after:
             recurrent = gated_recurrent_matmul(h, self.recurrent_kernel, 3, masks)
             if self.bias is not None:
                 recurrent = recurrent + self.bias[1]
-            r_z, r_r, r_h = tf.split(recurrent, 3, axis=-1)
-            z = self.recurrent_activation(x_z + r_z)
-            r = self.recurrent_activation(x_r + r_r)
-            candidate = self.activation(x_h + r * r_h)
-        else:
-            h_h = h
-            if len(masks) == 3:
-                recurrent_zr = gated_recurrent_matmul(
-                    h, self.recurrent_kernel[:, : 2 * units], 2, masks[:2]
-                )
-                h_h = h * masks[2]
-            else:
-                if masks:
-                    h_h = h * masks[0]
-                recurrent_zr = tf.matmul(h_h, self.recurrent_kernel[:, : 2 * units])
-            r_z, r_r = tf.split(recurrent_zr, 2, axis=-1)
-            z = self.recurrent_activation(x_z + r_z)
-            r = self.recurrent_activation(x_r + r_r)
-            candidate = self.activation(
-                x_h + tf.matmul(r * h_h, self.recurrent_kernel[:, 2 * units :])
+            new_h = self._gates_reset_after(projected_inputs, recurrent, h)
+            return new_h, [new_h]
+        x_z, x_r, x_h = tf.split(projected_inputs, 3, axis=-1)
+        h_h = h
+        if len(masks) == 3:
+            recurrent_zr = gated_recurrent_matmul(
+                h, self.recurrent_kernel[:, : 2 * units], 2, masks[:2]
             )
+            h_h = h * masks[2]
+        else:
+            if masks:
+                h_h = h * masks[0]
+            recurrent_zr = tf.matmul(h_h, self.recurrent_kernel[:, : 2 * units])
+        r_z, r_r = tf.split(recurrent_zr, 2, axis=-1)
+        z = self.recurrent_activation(x_z + r_z)
+        r = self.recurrent_activation(x_r + r_r)
+        candidate = self.activation(x_h + tf.matmul(r * h_h, self.recurrent_kernel[:, 2 * units :]))
         new_h = z * h + (1.0 - z) * candidate
         return new_h, [new_h]

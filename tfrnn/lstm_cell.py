@@ -8,7 +8,15 @@ import tensorflow as tf
 
 from tfrnn import activations
 from tfrnn import initializers
-from tfrnn.builtin_cell import BuiltinCell, DropoutMasks, gated_recurrent_matmul
+from tfrnn.builtin_cell import (
+    INPUTS,
+    STATE,
+    BuiltinCell,
+    DropoutMasks,
+    FusedSpec,
+    Projection,
+    gated_recurrent_matmul,
+)
 
 
 def lstm_step(
@@ -25,12 +33,50 @@ def lstm_step(
     Returns the new `(h, c)`.
     """
     z = projected_inputs + gated_recurrent_matmul(h, recurrent_kernel, 4, recurrent_masks)
+    return lstm_gates(z, c, activation, recurrent_activation)
+
+
+def lstm_gates(
+    z: tf.Tensor,
+    c: tf.Tensor,
+    activation: Callable[[tf.Tensor], tf.Tensor],
+    recurrent_activation: Callable[[tf.Tensor], tf.Tensor],
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The elementwise part of a step, from all pre-activations `z` `[batch, 4 * units]`."""
     z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
     i = recurrent_activation(z_i)
     f = recurrent_activation(z_f)
     c = f * c + i * activation(z_c)
     o = recurrent_activation(z_o)
     return o * activation(c), c
+
+
+def lstm_gates_vjp(z, c_prev, d_h, d_c, activation, recurrent_activation, d_act, d_rec):
+    """The VJP of `lstm_gates`: `(d_z, d_c_prev)` from the gradients of the new h and c.
+
+    `d_act`/`d_rec` are the activations' derivatives as functions of `(x, activation(x))`.
+    """
+    z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
+    i, f, g, o = (
+        recurrent_activation(z_i),
+        recurrent_activation(z_f),
+        activation(z_c),
+        recurrent_activation(z_o),
+    )
+    c = f * c_prev + i * g
+    activated_c = activation(c)
+    d_o = d_h * activated_c
+    d_c = d_c + d_h * o * d_act(c, activated_c)
+    d_z = tf.concat(
+        [
+            d_c * g * d_rec(z_i, i),
+            d_c * c_prev * d_rec(z_f, f),
+            d_c * i * d_act(z_c, g),
+            d_o * d_rec(z_o, o),
+        ],
+        -1,
+    )
+    return d_z, d_c * f
 
 
 class LSTMCell(BuiltinCell):
@@ -107,6 +153,32 @@ class LSTMCell(BuiltinCell):
             "recurrent_activation": self.recurrent_activation_name,
             "unit_forget_bias": self.unit_forget_bias,
         }
+
+    def fused_spec(self) -> FusedSpec:
+        def elementwise(pres, states):
+            h, c = lstm_gates(pres[0], states[1], self.activation, self.recurrent_activation)
+            return h, [h, c]
+
+        terms = ((INPUTS, self.kernel), (STATE, self.recurrent_kernel))
+        d_act = activations.derivative(self.activation_name)
+        d_rec = activations.derivative(self.recurrent_activation_name)
+        if d_act is None or d_rec is None:
+            return FusedSpec((Projection(terms, self.bias),), elementwise)
+
+        def elementwise_vjp(pres, states, d_output, d_new_states):
+            d_z, d_c_prev = lstm_gates_vjp(
+                pres[0],
+                states[1],
+                d_output + d_new_states[0],
+                d_new_states[1],
+                self.activation,
+                self.recurrent_activation,
+                d_act,
+                d_rec,
+            )
+            return [d_z], [tf.zeros_like(states[0]), d_c_prev]
+
+        return FusedSpec((Projection(terms, self.bias),), elementwise, elementwise_vjp)
 
     def step(
         self,

@@ -7,7 +7,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfrnn import bucketing
 from tfrnn import dropout as dropout_lib
+from tfrnn import fused
 from tfrnn import gradients
 from tfrnn import state_spec
 from tfrnn import unroll as unroll_lib
@@ -82,6 +84,9 @@ class RNN(tf.Module):
       zero_output_for_mask: zeros at masked steps of the returned sequence.
       jit_compile: compile the loop with XLA.
       name: the module's name.
+      length_buckets: pad the time axis to bucket lengths (and mask the padding) so that
+        XLA compiles once per bucket, not once per length: `True` for powers of two from 8,
+        a list of lengths, or a `LengthBuckets`. Results equal the unpadded run's.
     """
 
     def __init__(
@@ -95,6 +100,8 @@ class RNN(tf.Module):
         zero_output_for_mask: bool = False,
         jit_compile: bool = True,
         name: Optional[str] = None,
+        *,
+        length_buckets: bucketing.BucketsArg = None,
     ):
         super().__init__(name=name)
         self.return_sequences = _check_flag(return_sequences, "return_sequences")
@@ -104,6 +111,7 @@ class RNN(tf.Module):
         self.unroll = _check_flag(unroll, "unroll")
         self.zero_output_for_mask = _check_flag(zero_output_for_mask, "zero_output_for_mask")
         self.jit_compile = _check_flag(jit_compile, "jit_compile")
+        self.length_buckets = bucketing.as_buckets(length_buckets)
         self.cell = as_cell(cell)
         self._adapter = CellAdapter(self.cell, "cell")
         self._state_variables = (
@@ -187,9 +195,14 @@ class RNN(tf.Module):
         if self.stateful:
             self._check_stateful_batch(inputs.shape[0])
         initial_state = self._check_initial_state(initial_state, inputs, "initial_state")
+        length = None
+        if self.length_buckets is not None:
+            inputs, mask, length = self.length_buckets.pad(inputs, mask)
         output, final_states = self._functions.run(
             inputs, mask, initial_state, constants, training
         )
+        if length is not None and self.return_sequences:
+            output = self.length_buckets.crop(output, length, self.go_backwards)
         if self.return_state:
             return [output] + list(final_states)
         return output
@@ -434,7 +447,19 @@ class RNN(tf.Module):
             output = result.outputs if self.return_sequences else result.last_output
             return output, result.final_states
 
-        if self.jit_compile and not self.unroll:
+        fused_spec = None if self.unroll else adapter.fused_spec(sequence_constants)
+        if fused_spec is not None:
+            output, final_states = fused.fused_rnn(
+                fused_spec,
+                adapter.cell.apply_input_dropout(inputs, sequence_constants),
+                states,
+                output_spec=output_spec,
+                mask=mask,
+                go_backwards=self.go_backwards,
+                zero_output_for_mask=self.zero_output_for_mask,
+                return_sequences=self.return_sequences,
+            )
+        elif self.jit_compile and not self.unroll:
             output, final_states = _differentiable(
                 loop, inputs, states, constants, sequence_constants
             )

@@ -7,7 +7,15 @@ from typing import Optional
 import tensorflow as tf
 
 from tfrnn import activations
-from tfrnn.builtin_cell import BuiltinCell, DropoutMasks, gated_recurrent_matmul
+from tfrnn.builtin_cell import (
+    INPUTS,
+    STATE,
+    BuiltinCell,
+    DropoutMasks,
+    FusedSpec,
+    Projection,
+    gated_recurrent_matmul,
+)
 
 
 class SimpleRNNCell(BuiltinCell):
@@ -46,6 +54,23 @@ class SimpleRNNCell(BuiltinCell):
             **super().get_config(),
             "activation": self.activation_name,
         }
+
+    def fused_spec(self) -> FusedSpec:
+        def elementwise(pres, states):
+            h = self.activation(pres[0])
+            return h, [h]
+
+        terms = ((INPUTS, self.kernel), (STATE, self.recurrent_kernel))
+        d_act = activations.derivative(self.activation_name)
+        if d_act is None:
+            return FusedSpec((Projection(terms, self.bias),), elementwise)
+
+        def elementwise_vjp(pres, states, d_output, d_new_states):
+            h = self.activation(pres[0])
+            d_z = (d_output + d_new_states[0]) * d_act(pres[0], h)
+            return [d_z], [tf.zeros_like(states[0])]
+
+        return FusedSpec((Projection(terms, self.bias),), elementwise, elementwise_vjp)
 
     def step(
         self,
