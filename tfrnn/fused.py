@@ -15,10 +15,11 @@ closer to the machine's matmul peak. Masking follows Keras' rules exactly (see
 `tfrnn.unroll`), with its gradient written out in `_mask_gradients`.
 
 Measured on XLA:CPU (see tools/benchmark.py) and kept because they won:
-* the input projection is computed inside the loop, as one matmul with the recurrent one
-  (`concat([x_t, h]) @ concat([W, R])`): one big matmul before the loop measured slower,
-  because the loop must then read a slice of a much larger array each step, which XLA emits
-  slowly;
+* the input projection `x_t @ W` is computed inside the loop: one big matmul before the
+  loop measured slower, because the loop must then read a slice of a much larger array each
+  step, which XLA emits slowly. (One joint `concat([x_t, h]) @ concat([W, R])` per step was
+  no faster, and concatenating the kernels costs a copy of all weights per call, which
+  dominates a one-step streaming call.)
 * the transposed recurrent kernels are formed once, before the backward loop;
 * a projection with both an input and a state term gets one weight-gradient matmul over
   `concat([X, H])` instead of two.
@@ -48,7 +49,7 @@ def _ta(dtype, size, shape) -> tf.TensorArray:
 
 
 def _forward_kernels(projections):
-    """Per projection: `(input kernel or None, state kernel or None, joint [W; R] or None)`."""
+    """Per projection: `(input kernel or None, state kernel or None, has both)`."""
     result = []
     for projection in projections:
         by_source = {INPUTS: None, STATE: None}
@@ -56,18 +57,16 @@ def _forward_kernels(projections):
             if by_source[source] is not None:
                 raise ValueError(f"a projection has two {source} terms; sum their kernels")
             by_source[source] = kernel
-        joint = None
-        if by_source[INPUTS] is not None and by_source[STATE] is not None:
-            joint = tf.concat([by_source[INPUTS], by_source[STATE]], 0)
+        joint = by_source[INPUTS] is not None and by_source[STATE] is not None
         result.append((by_source[INPUTS], by_source[STATE], joint))
     return result
 
 
 def _project(projections, kernels, x_t, h):
     pres = []
-    for projection, (w, r, joint) in zip(projections, kernels):
-        if joint is not None:
-            pre = tf.matmul(tf.concat([x_t, h], 1), joint)
+    for projection, (w, r, _) in zip(projections, kernels):
+        if w is not None and r is not None:
+            pre = tf.matmul(x_t, w) + tf.matmul(h, r)
         elif w is not None:
             pre = tf.matmul(x_t, w)
         else:
@@ -271,7 +270,7 @@ def _weight_gradients(projections, forward_kernels, d_pres, xs, saved_h):
     d_kernels, d_biases, d_x = [], [], None
     for projection, (w, r, joint), d_pre in zip(projections, forward_kernels, d_pres):
         flat_d = tf.reshape(d_pre, [-1, d_pre.shape[-1]])
-        if joint is not None:
+        if joint:
             d_joint = tf.matmul(tf.concat([flat_x, flat_h], 1), flat_d, transpose_a=True)
             by_source = {INPUTS: d_joint[: w.shape[0]], STATE: d_joint[w.shape[0] :]}
         else:
