@@ -14,6 +14,7 @@ from tfrnn.rnn import RNN
 from tfrnn.simple_rnn_cell import SimpleRNNCell
 from tfrnn.stacked_cells import StackedRNNCells
 from tfrnn.unroll import rnn_loop
+from tfrnn import keras
 
 __all__ = [
     "RNN",

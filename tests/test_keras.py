@@ -1,0 +1,645 @@
+"""tfrnn.keras against tf-keras twins holding the same weights: outputs, shapes, masks,
+training, stateful batches, weights, serialization (also in a fresh process), bad input."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+import tfrnn
+from conftest import assert_close, random_array, random_mask
+from matrix import all_pairs, case_id
+
+BATCH, TIME, FEATURES, UNITS = 3, 5, 4, 6
+NAMESAKES = {
+    "simple": (tfrnn.keras.SimpleRNN, tf_keras.layers.SimpleRNN, {}),
+    "lstm": (tfrnn.keras.LSTM, tf_keras.layers.LSTM, {}),
+    "gru": (tfrnn.keras.GRU, tf_keras.layers.GRU, {}),
+    "gru_reset_before": (tfrnn.keras.GRU, tf_keras.layers.GRU, {"reset_after": False}),
+}
+KINDS = tuple(NAMESAKES) + ("stacked", "minimal")
+
+
+class MinimalRNNCell(tf_keras.layers.Layer):
+    """The Keras docs' example cell, as a tf-keras layer."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], self.units), initializer="uniform", name="kernel"
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, self.units), initializer="uniform", name="recurrent_kernel"
+        )
+        self.built = True
+
+    def call(self, inputs, states):
+        output = tf.matmul(inputs, self.kernel) + tf.matmul(states[0], self.recurrent_kernel)
+        return output, [output]
+
+
+def twin_layers(kind, **options):
+    """`(tfrnn.keras layer, tf-keras layer)` of `kind` with the same options (unbuilt).
+
+    `stacked` is an LSTM cell under a GRU cell in the generic `RNN`; `minimal` is the Keras
+    docs' `MinimalRNNCell` in the generic `RNN`.
+    """
+    if kind in NAMESAKES:
+        ours, theirs, extra = NAMESAKES[kind]
+        return ours(UNITS, **extra, **options), theirs(UNITS, **extra, **options)
+    if kind == "stacked":
+        return (
+            tfrnn.keras.RNN([tfrnn.LSTMCell(UNITS), tfrnn.GRUCell(UNITS + 1)], **options),
+            tf_keras.layers.RNN(
+                [tf_keras.layers.LSTMCell(UNITS), tf_keras.layers.GRUCell(UNITS + 1)], **options
+            ),
+        )
+    return tfrnn.keras.RNN(MinimalRNNCell(UNITS), **options), tf_keras.layers.RNN(
+        MinimalRNNCell(UNITS), **options
+    )
+
+
+def copy_weights(ours, theirs, input_shape):
+    """Builds both layers and loads tf-keras' weights into ours (tf-keras' order)."""
+    theirs.build(input_shape)
+    ours.build(input_shape)
+    ours.set_weights(theirs.get_weights())
+
+
+def state_sizes(kind):
+    return {"lstm": [UNITS, UNITS], "stacked": [UNITS, UNITS, UNITS + 1]}.get(kind, [UNITS])
+
+
+def nested_states(kind, flat):
+    """Initial states as tf-keras takes them: one entry per cell for stacked cells."""
+    return [flat[:2], flat[2]] if kind == "stacked" else flat
+
+
+def assert_all_close(actual, expected, atol, what=""):
+    actual, expected = tf.nest.flatten(actual), tf.nest.flatten(expected)
+    assert len(actual) == len(expected), f"{what}: {len(actual)} results != {len(expected)}"
+    for index, (a, b) in enumerate(zip(actual, expected)):
+        assert_close(a, b, atol, f"{what} result {index}")
+
+
+# -- outputs and static shapes against tf-keras ---------------------------------------------
+
+PARITY_MATRIX = all_pairs(
+    {
+        "kind": KINDS,
+        "return_sequences": (False, True),
+        "return_state": (False, True),
+        "go_backwards": (False, True),
+        "time_major": (False, True),
+        "unroll": (False, True),
+        "zero_output_for_mask": (False, True),
+        "mask": (False, True),
+        "initial_state": (False, True),
+    },
+    # tf-keras also zeroes the last output with return_sequences=False (keras#17596, see
+    # README); the documented behaviour is compared where both agree on it.
+    allowed=lambda c: c["return_sequences"] or not c["zero_output_for_mask"],
+)
+
+
+@pytest.mark.parametrize("case", PARITY_MATRIX, ids=case_id)
+def test_layer_matches_tf_keras(case):
+    options = {k: case[k] for k in ("return_sequences", "return_state", "go_backwards",
+                                    "time_major", "unroll", "zero_output_for_mask")}
+    ours, _ = twin_layers(case["kind"], **options)
+    # The reference is tf-keras' while loop: its unrolled path zeroes a go_backwards sequence
+    # with the unreversed mask (tfrnn's unroll is checked against the while loop in test_rnn).
+    _, theirs = twin_layers(case["kind"], **{**options, "unroll": False})
+    inputs = random_array(1, BATCH, TIME, FEATURES)
+    mask = random_mask(2, BATCH, TIME) if case["mask"] else None
+    if case["time_major"]:
+        inputs = np.swapaxes(inputs, 0, 1)
+        mask = None if mask is None else mask.T
+    copy_weights(ours, theirs, inputs.shape)
+    kwargs = {"mask": mask}
+    if case["initial_state"]:
+        flat = [tf.constant(random_array(10 + i, BATCH, n)) for i, n in enumerate(state_sizes(case["kind"]))]
+        kwargs["initial_state"] = nested_states(case["kind"], flat)
+    expected = theirs(inputs, **kwargs)
+    results = ours(inputs, **kwargs)
+    assert_all_close(results, expected, 1e-5)
+    shapes = ours.compute_output_shape(inputs.shape)
+    assert [s.as_list() for s in tf.nest.flatten(shapes)] == [
+        list(r.shape) for r in tf.nest.flatten(results)
+    ]
+
+
+def test_symbolic_output_shapes_and_masks_match_tf_keras():
+    """Every return_sequences/return_state combination, single and stacked cells, on
+    `tf_keras.Input((None, F))` with a propagated mask (time-major shapes: the matrix above)."""
+    for kind in ("lstm", "stacked"):
+        for return_sequences in (False, True):
+            for return_state in (False, True):
+                options = dict(return_sequences=return_sequences, return_state=return_state)
+                ours, theirs = twin_layers(kind, **options)
+                shape = (None, None, FEATURES)
+                x = tf_keras.Input(batch_shape=shape)
+                masked = tf_keras.layers.Masking()(x)
+                ours_out, theirs_out = ours(masked), theirs(masked)
+                what = f"{kind} {options}"
+                ours_shapes = [t.shape.as_list() for t in tf.nest.flatten(ours_out)]
+                assert ours_shapes == [t.shape.as_list() for t in tf.nest.flatten(theirs_out)], what
+                computed = tf.nest.flatten(ours.compute_output_shape(shape))
+                assert [s.as_list() for s in computed] == ours_shapes, what
+                expected = tf.nest.flatten(theirs.compute_output_shape(shape))
+                assert [tf.TensorShape(s).as_list() for s in expected] == ours_shapes, what
+                ours_masks = [getattr(t, "_keras_mask", None) is not None for t in tf.nest.flatten(ours_out)]
+                theirs_masks = [getattr(t, "_keras_mask", None) is not None for t in tf.nest.flatten(theirs_out)]
+                assert ours_masks == theirs_masks == [return_sequences] + [False] * (len(ours_masks) - 1), what
+
+
+@pytest.mark.parametrize("stacked", [False, True], ids=["single", "stacked"])
+def test_keras_docs_example_builds_and_trains(stacked):
+    """The Keras docs' MinimalRNNCell on `Input((None, 5))`; fit() against tf-keras' twin."""
+    def model(rnn_class):
+        cells = [MinimalRNNCell(32), MinimalRNNCell(64)] if stacked else MinimalRNNCell(32)
+        x = tf_keras.Input((None, 5))
+        y = rnn_class(cells)(x)
+        return tf_keras.Model(x, tf_keras.layers.Dense(1)(y))
+
+    ours, theirs = model(tfrnn.keras.RNN), model(tf_keras.layers.RNN)
+    assert ours.output_shape == (None, 1)
+    assert ours.count_params() == theirs.count_params()
+    assert ours.layers[1].output_shape == (None, 64 if stacked else 32)
+    ours.set_weights(theirs.get_weights())
+    # 5 samples in batches of 2: the last batch is partial, so the batch size is unknown
+    # when fit() traces its step (what XLA cannot compile the gradient of; see _core_for).
+    inputs, targets = random_array(3, 5, 3, 5) * 0.3, random_array(4, 5, 1)
+    histories = []
+    for model_ in (ours, theirs):
+        model_.compile(tf_keras.optimizers.SGD(0.05), "mse")
+        histories.append(model_.fit(inputs, targets, batch_size=2, epochs=2, shuffle=False, verbose=0))
+    np.testing.assert_allclose(histories[0].history["loss"], histories[1].history["loss"], rtol=1e-4)
+    assert histories[0].history["loss"][-1] < histories[0].history["loss"][0]
+    assert_all_close(ours.get_weights(), theirs.get_weights(), 1e-5, "trained weights")
+
+
+# -- training: fit() with masks, regularizers and constraints, plain and XLA-compiled --------
+
+
+def _masked_model(module):
+    """Embedding(mask_zero) -> LSTM -> GRU -> SimpleRNN -> Dense, with regularizers and a
+    constraint (non_neg: active from the first step), from `module` (tf-keras or tfrnn.keras)."""
+    x = tf_keras.Input((None,), dtype="int32")
+    h = tf_keras.layers.Embedding(10, 4, mask_zero=True)(x)
+    h = module.LSTM(5, return_sequences=True, kernel_regularizer="l2", recurrent_constraint="non_neg")(h)
+    h = module.GRU(4, return_sequences=True, bias_regularizer=tf_keras.regularizers.L1(0.1))(h)
+    h = module.SimpleRNN(3, recurrent_regularizer="l2")(h)
+    return tf_keras.Model(x, tf_keras.layers.Dense(1)(h))
+
+
+def _padded_ids(seed, batch, timesteps):
+    ids = np.random.RandomState(seed).randint(1, 10, (batch, timesteps))
+    lengths = np.random.RandomState(seed + 1).randint(1, timesteps + 1, batch)
+    ids[np.arange(timesteps)[None, :] >= lengths[:, None]] = 0
+    return ids, lengths
+
+
+@pytest.fixture(scope="module")
+def trained_tf_keras_reference():
+    """A tf-keras model, its initial weights, data, and its losses/weights after fit()."""
+    model = _masked_model(tf_keras.layers)
+    initial = model.get_weights()
+    ids, _ = _padded_ids(5, 8, TIME)
+    targets = random_array(6, 8, 1)
+    outputs = model.predict_on_batch(ids)
+    regularization = float(tf.add_n(model.losses))
+    model.compile(tf_keras.optimizers.SGD(0.1), "mse")
+    history = model.fit(ids, targets, batch_size=4, epochs=3, shuffle=False, verbose=0)
+    return dict(initial=initial, ids=ids, targets=targets, outputs=outputs,
+                regularization=regularization, losses=history.history["loss"],
+                weights=model.get_weights())
+
+
+def test_fit_matches_tf_keras(trained_tf_keras_reference):
+    """Same initial weights, data and order: same outputs, regularization losses, per-epoch
+    losses (1e-4 relative) and trained weights (compile(jit_compile=True): the stateful fit)."""
+    ref = trained_tf_keras_reference
+    model = _masked_model(tfrnn.keras)
+    model.set_weights(ref["initial"])
+    assert_close(model.predict_on_batch(ref["ids"]), ref["outputs"], 1e-5, "outputs")
+    assert len(model.losses) == 3
+    assert abs(float(tf.add_n(model.losses)) - ref["regularization"]) <= 1e-5
+    model.compile(tf_keras.optimizers.SGD(0.1), "mse")
+    history = model.fit(ref["ids"], ref["targets"], batch_size=4, epochs=3, shuffle=False, verbose=0)
+    np.testing.assert_allclose(history.history["loss"], ref["losses"], rtol=1e-4)
+    assert_all_close(model.get_weights(), ref["weights"], 1e-5, "trained weights")
+
+
+def test_padded_batch_equals_unpadded_sequences_one_by_one(trained_tf_keras_reference):
+    """Embedding(mask_zero=True): the mask reaches the first RNN and, propagated by it, the
+    next ones; a right-padded batch gives what each unpadded sequence gives alone."""
+    model = _masked_model(tfrnn.keras)
+    model.set_weights(trained_tf_keras_reference["initial"])
+    ids, lengths = _padded_ids(7, 4, TIME)
+    batch = model(ids).numpy()
+    for row, length in enumerate(lengths):
+        alone = model(ids[row : row + 1, :length]).numpy()
+        assert_close(batch[row : row + 1], alone, 1e-5, f"row {row} (length {length})")
+
+
+def test_dropout_applies_in_training_only():
+    ours, theirs = twin_layers("lstm", dropout=0.5, recurrent_dropout=0.3, return_sequences=True)
+    inputs = random_array(8, BATCH, TIME, FEATURES)
+    copy_weights(ours, theirs, inputs.shape)
+    inference = ours(inputs, training=False)
+    assert_close(inference, theirs(inputs, training=False), 1e-5, "inference")
+    first, second = ours(inputs, training=True), ours(inputs, training=True)
+    assert np.abs(first.numpy() - inference.numpy()).max() > 1e-2
+    assert np.abs(first.numpy() - second.numpy()).max() > 1e-2  # new masks per call
+
+
+# -- stateful layers ------------------------------------------------------------------------
+
+STATEFUL_BATCH = 2
+CHUNKS = [(0, 2), (2, 5), (5, 6)]
+
+
+def _stateful_model(module, stateful, batch_size=None):
+    x = tf_keras.Input((None, FEATURES), batch_size=batch_size)
+    h = module.LSTM(UNITS, return_sequences=True, stateful=stateful)(x)
+    return tf_keras.Model(x, tf_keras.layers.Dense(2)(h))
+
+
+def test_stateful_predictions_on_chunks_equal_the_whole_sequence():
+    stateful = _stateful_model(tfrnn.keras, True, STATEFUL_BATCH)
+    layer = stateful.layers[1]
+    stateless = _stateful_model(tf_keras.layers, False)
+    stateless.set_weights(stateful.get_weights())
+    sequence = random_array(9, STATEFUL_BATCH, 6, FEATURES)
+    whole = stateless.predict_on_batch(sequence)
+    pieces = [stateful.predict_on_batch(sequence[:, a:b]) for a, b in CHUNKS]
+    assert_close(np.concatenate(pieces, 1), whole, 1e-5, "chunks")
+    keras_lstm = tf_keras.layers.LSTM(UNITS, return_state=True)
+    keras_lstm.build(sequence.shape)
+    keras_lstm.set_weights(layer.get_weights())
+    assert_all_close(layer.states, keras_lstm(sequence)[1:], 1e-5, "final states")
+
+    stateful.reset_states()
+    assert all(np.all(v.numpy() == 0) for v in layer.states)
+    assert_close(stateful.predict_on_batch(sequence[:, :2]), pieces[0], 1e-6, "after reset")
+
+    given = [random_array(11, STATEFUL_BATCH, UNITS), random_array(12, STATEFUL_BATCH, UNITS)]
+    layer.reset_states(states=given)
+    assert_all_close(layer.states, given, 0.0, "reset to values")
+    expected = keras_lstm.__class__(UNITS, return_sequences=True)
+    expected.build(sequence.shape)
+    expected.set_weights(layer.get_weights())
+    hidden = expected(sequence[:, :3], initial_state=[tf.constant(g) for g in given])
+    dense = stateful.layers[2]
+    assert_close(stateful.predict_on_batch(sequence[:, :3]), dense(hidden), 1e-5, "from values")
+
+
+def test_stateful_fit_on_consecutive_chunks_matches_tf_keras():
+    """fit(shuffle=False) over consecutive chunks of B streams, against tf-keras' stateful
+    twin; then the trained stateful model predicts the whole streams chunk by chunk."""
+    ours = _stateful_model(tfrnn.keras, True, STATEFUL_BATCH)
+    theirs = _stateful_model(tf_keras.layers, True, STATEFUL_BATCH)
+    ours.set_weights(theirs.get_weights())
+    streams = random_array(13, STATEFUL_BATCH, 6, FEATURES)
+    targets = random_array(14, STATEFUL_BATCH, 6, 2)
+    # Batch k holds chunk k of every stream, so each batch continues the previous one.
+    chunks = np.concatenate([streams[:, 2 * k : 2 * k + 2] for k in range(3)])
+    chunk_targets = np.concatenate([targets[:, 2 * k : 2 * k + 2] for k in range(3)])
+    losses = []
+    for model in (ours, theirs):
+        # The whole train step compiled with XLA (plain compile(): the other fit tests).
+        model.compile(tf_keras.optimizers.SGD(0.1), "mse", jit_compile=model is ours)
+        history = model.fit(chunks, chunk_targets, batch_size=STATEFUL_BATCH, epochs=2,
+                            shuffle=False, verbose=0)
+        losses.append(history.history["loss"])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+    assert_all_close(ours.get_weights(), theirs.get_weights(), 1e-5, "trained weights")
+    assert_all_close(ours.layers[1].states, theirs.layers[1].states, 1e-5, "states after fit")
+
+    ours.reset_states()
+    stateless = _stateful_model(tf_keras.layers, False)
+    stateless.set_weights(ours.get_weights())
+    pieces = [ours.predict_on_batch(streams[:, a:b]) for a, b in CHUNKS]
+    assert_close(np.concatenate(pieces, 1), stateless.predict_on_batch(streams), 1e-5)
+
+
+def test_states_are_non_trainable_variables_outside_the_weight_list():
+    model = _stateful_model(tfrnn.keras, True, STATEFUL_BATCH)
+    layer = model.layers[1]
+    assert [v.shape.as_list() for v in layer.states] == [[STATEFUL_BATCH, UNITS]] * 2
+    assert all(not v.trainable for v in layer.states)
+    state_ids = {id(v) for v in layer.states}
+    assert not state_ids & {id(v) for v in model.trainable_weights}
+    # As in tf-keras, weight lists hold the weights only, so they copy between the two.
+    keras_model = _stateful_model(tf_keras.layers, True, STATEFUL_BATCH)
+    assert [w.shape for w in model.get_weights()] == [w.shape for w in keras_model.get_weights()]
+    layer.trainable = False
+    assert model.trainable_weights == model.layers[2].trainable_weights
+    assert [v.name for v in layer.non_trainable_weights] == [v.name for v in layer.cell.weights]
+
+
+# -- weights --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_weights_have_tf_keras_order_and_shapes(kind):
+    ours, theirs = twin_layers(kind)
+    theirs.build((None, None, FEATURES))
+    ours.build((None, None, FEATURES))
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in theirs.get_weights()]
+    names = [v.name.split("/")[-1] for v in ours.weights]
+    assert names == [v.name.split("/")[-1] for v in theirs.weights]
+    assert len(ours.trainable_weights) == len(ours.weights) and not ours.non_trainable_weights
+
+
+def test_keras3_cells_train_inside_a_tf_keras_model():
+    import keras
+
+    class Keras3Cell(keras.Layer):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.state_size = units
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+
+        def call(self, inputs, states):
+            output = keras.ops.tanh(keras.ops.matmul(inputs, self.kernel) + states[0])
+            return output, [output]
+
+    cells = [Keras3Cell(4), Keras3Cell(3)]
+    x = tf_keras.Input((None, FEATURES))
+    model = tf_keras.Model(x, tfrnn.keras.RNN(cells, return_sequences=True)(x))
+    inputs = random_array(15, BATCH, TIME, FEATURES)
+    expected = keras.layers.RNN(cells, return_sequences=True)(inputs)  # same cell objects
+    assert_close(model(inputs), np.asarray(expected), 1e-5, "outputs")
+    assert len(model.trainable_weights) == 2
+    before = [w.numpy() for w in model.trainable_weights]
+    model.compile(tf_keras.optimizers.SGD(0.1), "mse")
+    model.fit(inputs, random_array(16, BATCH, TIME, 3), epochs=1, verbose=0)
+    assert all(np.abs(b - w.numpy()).max() > 0 for b, w in zip(before, model.trainable_weights))
+
+
+# -- Bidirectional, symbolic initial states and constants -----------------------------------
+
+BIDIRECTIONAL_MATRIX = all_pairs(
+    {
+        "merge_mode": ("concat", "sum", "mul", "ave", None),
+        "return_state": (False, True),
+        "mask": (False, True),
+        "initial_state": (False, True),
+        "jit_compile": (False, True),
+    }
+)
+
+
+@pytest.mark.parametrize("case", BIDIRECTIONAL_MATRIX, ids=case_id)
+def test_bidirectional_matches_tf_keras(case):
+    """Bidirectional around tfrnn.keras.LSTM in a functional model with symbolic initial
+    states, against the same model around tf_keras.layers.LSTM."""
+
+    def model(lstm_class, **options):
+        x = tf_keras.Input((None, FEATURES))
+        inputs, kwargs, masked = [x], {}, x
+        if case["mask"]:
+            masked = tf_keras.layers.Masking()(x)
+        if case["initial_state"]:
+            states = [tf_keras.Input((UNITS,)) for _ in range(4)]
+            inputs += states
+            kwargs["initial_state"] = states
+        layer = lstm_class(UNITS, return_sequences=True, return_state=case["return_state"], **options)
+        y = tf_keras.layers.Bidirectional(layer, merge_mode=case["merge_mode"])(masked, **kwargs)
+        return tf_keras.Model(inputs, y)
+
+    ours = model(tfrnn.keras.LSTM, jit_compile=case["jit_compile"])
+    theirs = model(tf_keras.layers.LSTM)
+    ours.set_weights(theirs.get_weights())
+    sequence = random_array(17, BATCH, TIME, FEATURES)
+    sequence[0, 3:] = 0.0  # padding, masked when the model has Masking
+    data = [sequence] + [random_array(18 + i, BATCH, UNITS) for i in range(4 if case["initial_state"] else 0)]
+    assert_all_close(ours(data), theirs(data), 1e-5)
+    assert ours.output_shape == theirs.output_shape
+
+
+def test_symbolic_initial_state_and_constants_reach_a_keras_cell():
+    class ConstantCell(tf_keras.layers.Layer):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.state_size = units
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+
+        def call(self, inputs, states, constants):
+            h = tf.tanh(tf.matmul(inputs, self.kernel) + states[0] * constants[0])
+            return h, [h]
+
+    cell = ConstantCell(UNITS)  # one cell (one set of weights) in both models
+    x, h, scale = (tf_keras.Input(shape) for shape in ((None, FEATURES), (UNITS,), (UNITS,)))
+    ours = tf_keras.Model([x, h, scale], tfrnn.keras.RNN(cell)(x, initial_state=h, constants=scale))
+    theirs = tf_keras.Model([x, h, scale], tf_keras.layers.RNN(cell)(x, initial_state=h, constants=scale))
+    data = [random_array(19, BATCH, TIME, FEATURES), random_array(20, BATCH, UNITS),
+            random_array(21, BATCH, UNITS)]
+    assert_close(ours(data), theirs(data), 1e-5)
+    rebuilt = tf_keras.Model.from_config(ours.get_config(), custom_objects={"ConstantCell": ConstantCell})
+    rebuilt.set_weights(ours.get_weights())
+    assert_close(rebuilt(data), theirs(data), 1e-5, "rebuilt from the model config")
+
+
+# -- serialization --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_config_round_trip(kind):
+    options = dict(return_sequences=True, go_backwards=True, kernel_regularizer="l2") if kind in NAMESAKES else {}
+    ours, theirs = twin_layers(kind, **options)
+    custom = {"MinimalRNNCell": MinimalRNNCell}
+    restored = type(ours).from_config(ours.get_config(), custom_objects=custom) if kind == "minimal" \
+        else type(ours).from_config(ours.get_config())
+    assert restored.get_config() == ours.get_config()
+    assert json.loads(json.dumps(ours.get_config())) == ours.get_config()
+    inputs = random_array(21, BATCH, TIME, FEATURES)
+    copy_weights(restored, theirs, inputs.shape)
+    assert_all_close(restored(inputs), theirs(inputs), 1e-5)
+    if kind in NAMESAKES:
+        # A tf-keras layer's own config builds the tfrnn namesake.
+        from_keras = type(ours).from_config(theirs.get_config())
+        copy_weights(from_keras, theirs, inputs.shape)
+        assert_all_close(from_keras(inputs), theirs(inputs), 1e-5)
+
+
+LOAD_IN_FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import numpy as np
+    import tf_keras
+    import tfrnn  # registers the layers: no custom_objects below
+    directory = sys.argv[1]
+    data = np.load(os.path.join(directory, "data.npz"))
+    report = {}
+    for name in ("model.keras", "savedmodel"):
+        model = tf_keras.models.load_model(os.path.join(directory, name))
+        output = model.predict_on_batch(data["next_chunk"])
+        report[name] = {
+            "error": float(np.abs(output - data["expected"]).max()),
+            "classes": sorted({type(l).__module__ + "." + type(l).__name__ for l in model.layers}),
+        }
+    print(json.dumps(report))
+    """
+)
+
+
+def test_save_and_load_in_a_fresh_process(tmp_path):
+    """`.keras` and SavedModel round trips of a model with masks, Bidirectional, a stacked
+    generic RNN and a stateful GRU (whose states are saved too) reproduce outputs exactly."""
+    x = tf_keras.Input((None,), dtype="int32", batch_size=2)
+    h = tf_keras.layers.Embedding(10, 4, mask_zero=True)(x)
+    h = tf_keras.layers.Bidirectional(tfrnn.keras.LSTM(3, return_sequences=True, kernel_regularizer="l2"))(h)
+    h = tfrnn.keras.RNN([tfrnn.SimpleRNNCell(4), tfrnn.GRUCell(3)], return_sequences=True)(h)
+    h = tfrnn.keras.GRU(5, stateful=True, reset_after=False)(h)
+    model = tf_keras.Model(x, tf_keras.layers.Dense(2)(h))
+    first, _ = _padded_ids(22, 2, TIME)
+    next_chunk, _ = _padded_ids(24, 2, TIME)
+    model.predict_on_batch(first)  # the stored states are now non-zero
+    # HDF5 weight files need distinct variable names inside a layer (Bidirectional).
+    weights = model.get_weights()
+    model.save_weights(tmp_path / "weights.h5")
+    model.set_weights([np.zeros_like(w) for w in weights])
+    model.load_weights(tmp_path / "weights.h5")
+    assert_all_close(model.get_weights(), weights, 0.0, "HDF5 weights")
+    model.save(tmp_path / "model.keras")
+    model.save(tmp_path / "savedmodel", save_format="tf")
+    expected = model.predict_on_batch(next_chunk)
+    np.savez(tmp_path / "data.npz", next_chunk=next_chunk, expected=expected)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-c", LOAD_IN_FRESH_PROCESS, str(tmp_path)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for name, entry in report.items():
+        assert entry["error"] == 0.0, name
+        assert {"tfrnn.keras.RNN", "tfrnn.keras.GRU"} <= set(entry["classes"]), name
+
+
+# -- bad input: a ValueError/TypeError naming the argument, expected vs. received ------------
+
+
+@pytest.fixture(scope="module")
+def built_lstm():
+    layer = tfrnn.keras.LSTM(UNITS, name="lstm_bad_input")
+    layer(np.zeros([BATCH, TIME, FEATURES], np.float32))
+    return layer
+
+
+def _unchanged(layer, before):
+    return all(np.array_equal(w, b) for w, b in zip(layer.get_weights(), before))
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        (lambda w: w[:2], r"weights of lstm_bad_input must be 3 arrays \(kernel \[4, 24\], "
+                          r"recurrent_kernel \[6, 24\], bias \[24\]\), got 2 tensors of shape \[4, 24\], \[6, 24\]"),
+        (lambda w: [w[0][:3], w[1], w[2]], r"weights\[0\] of lstm_bad_input \(kernel\) must have "
+                                           r"shape \[4, 24\], got shape \[3, 24\]"),
+        (lambda w: [w[0], w[1], w[2][:-1]], r"weights\[2\] of lstm_bad_input \(bias\) must have shape \[24\], got shape \[23\]"),
+    ],
+    ids=["count", "kernel-shape", "last-shape"],
+)
+def test_set_weights_with_wrong_shapes_changes_nothing(built_lstm, weights, message):
+    before = built_lstm.get_weights()
+    with pytest.raises(ValueError, match=message):
+        built_lstm.set_weights(weights([np.ones_like(w) for w in before]))
+    assert _unchanged(built_lstm, before)
+
+
+def test_load_own_variables_with_the_wrong_count_changes_nothing(built_lstm):
+    before = built_lstm.get_weights()
+    with pytest.raises(ValueError, match=r"saved variables of lstm_bad_input must be 3 arrays .* got 1 tensor"):
+        built_lstm.load_own_variables({"0": np.ones([FEATURES, 4 * UNITS])})
+    assert _unchanged(built_lstm, before)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda layer: layer(np.zeros([BATCH, FEATURES], np.float32)), ValueError,
+         r"inputs must have rank >= 3, \[batch, timesteps, features...\], got shape \[3, 4\]"),
+        (lambda layer: layer(np.zeros([BATCH, TIME, FEATURES], np.float32),
+                             mask=np.ones([BATCH, TIME + 1], bool)), ValueError,
+         r"mask must have shape \[batch, timesteps\] = \[3, 5\] to match inputs of shape "
+         r"\[3, 5, 4\], got shape \[3, 6\]"),
+        (lambda layer: layer(np.zeros([BATCH, TIME, FEATURES], np.float32),
+                             initial_state=[np.zeros([BATCH, UNITS], np.float32)]), ValueError,
+         r"initial_state must have 2 tensors \(h, c\) of shape \[3, 6\], \[3, 6\], got 1 tensor"),
+        (lambda layer: layer.compute_output_shape((None, FEATURES)), ValueError,
+         r"inputs of lstm_bad_input must have rank >= 3, \[batch, timesteps, features...\], "
+         r"got input_shape \(None, 4\)"),
+        (lambda layer: layer.reset_states(), ValueError, "reset_state\\(\\) is for stateful RNNs"),
+    ],
+    ids=["rank", "mask-time", "initial-state", "output-shape-rank", "reset-stateless"],
+)
+def test_bad_calls_are_named(built_lstm, call, error, message):
+    with pytest.raises(error, match=message):
+        call(built_lstm)
+
+
+def test_stateful_layer_needs_a_fixed_batch_size():
+    with pytest.raises(ValueError, match=r"lstm_unbatched is stateful, so it needs a fixed batch "
+                                         r"size, got input_shape \(None, None, 4\) .* batch_size="):
+        tfrnn.keras.LSTM(UNITS, stateful=True, name="lstm_unbatched")(tf_keras.Input((None, FEATURES)))
+
+
+def test_stateful_layer_rejects_other_batch_sizes_and_bad_states():
+    layer = tfrnn.keras.GRU(UNITS, stateful=True)
+    layer(np.ones([2, TIME, FEATURES], np.float32))
+    before = [v.numpy() for v in layer.states]
+    with pytest.raises(ValueError, match="holds states for batch size 2, got inputs with batch size 3"):
+        layer(np.ones([3, TIME, FEATURES], np.float32))
+    with pytest.raises(ValueError, match=r"states must have 1 tensor \(h\) of shape \[2, 6\], got 1 tensor of shape \[2, 5\]"):
+        layer.reset_states(states=[np.zeros([2, 5])])
+    assert all(np.array_equal(v.numpy(), b) for v, b in zip(layer.states, before))
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda: tfrnn.keras.LSTM(UNITS, time_major="yes"), TypeError, "time_major must be a bool, got str"),
+        (lambda: tfrnn.keras.GRU(UNITS, return_sequences=1), TypeError, "return_sequences must be a bool, got int"),
+        (lambda: tfrnn.keras.LSTM(UNITS, implementation=3), ValueError, "implementation must be 1 or 2, got 3"),
+        (lambda: tfrnn.keras.SimpleRNN(0), ValueError, "units must be a positive int, got 0"),
+        (lambda: tfrnn.keras.LSTM(UNITS, dropout=1.5), ValueError, r"dropout must be in \[0, 1\), got 1.5"),
+        (lambda: tfrnn.keras.RNN(object()), TypeError, "cell must have a call"),
+        (lambda: tfrnn.keras.RNN.from_config({"cell": {"module": "tfrnn", "class_name": "Nope", "config": {}}}),
+         ValueError, "cell config names an unknown tfrnn cell 'Nope'"),
+    ],
+    ids=["time-major", "flag", "implementation", "units", "dropout", "cell", "config-cell"],
+)
+def test_bad_construction_is_named(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_cells_without_a_config_cannot_be_serialized():
+    class PlainCell(tf.Module):
+        state_size = UNITS
+
+        def __call__(self, inputs, states):
+            return states[0], states
+
+    with pytest.raises(NotImplementedError, match="cell PlainCell cannot be serialized: it has no get_config"):
+        tfrnn.keras.RNN(PlainCell()).get_config()
