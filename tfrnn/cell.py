@@ -185,10 +185,11 @@ class RNNCell(tf.Module):
     def get_initial_state(self, batch_size=None, dtype=None) -> list[tf.Tensor]:
         """Zeros of shape `[batch_size, *state_shape]` for every state."""
         dtype = tf.as_dtype(dtype or self.dtype)
-        return [
-            tf.zeros(tf.concat([[batch_size], shape.as_list()], 0), dtype)
-            for shape in state_spec.flat_state_shapes(self.state_size, type(self).__name__)
-        ]
+        shapes = state_spec.flat_state_shapes(self.state_size, type(self).__name__)
+        if isinstance(batch_size, (int, np.integer)):
+            # A static batch gives statically shaped zeros (TFLite's builtins need that).
+            return [tf.zeros([int(batch_size)] + shape.as_list(), dtype) for shape in shapes]
+        return [tf.zeros(tf.concat([[batch_size], shape.as_list()], 0), dtype) for shape in shapes]
 
 
 def _idempotent_build(build):

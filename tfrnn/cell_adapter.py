@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from tfrnn import dropout as dropout_lib
 from tfrnn import state_spec
+from tfrnn.builtin_cell import BuiltinCell
 from tfrnn.cell import RNNCell
 
 
@@ -90,6 +91,7 @@ class CellAdapter:
         else:
             self.output_shape = _shape_of_size(output_size, f"{argument}.output_size")
         self.state_names = self._state_names()
+        self.output_state_index = self._output_state_index()
         self.projects_inputs = self.is_tfrnn and callable(getattr(cell, "project_inputs", None))
         self._built_input_shape: Optional[tf.TensorShape] = None
 
@@ -102,6 +104,20 @@ class CellAdapter:
         if names is not None and len(names) == len(self.flat_state_shapes):
             return list(names)
         return [f"state_{i}" for i in range(len(self.flat_state_shapes))]
+
+    def _output_state_index(self) -> Optional[int]:
+        """Which flat state always equals the cell's output, if one does (None: unknown).
+
+        tfrnn's built-in cells output their state h; stacked cells output the last cell's.
+        """
+        if isinstance(self.cell, BuiltinCell):
+            return 0
+        adapters = getattr(self.cell, "adapters", None)
+        if self.is_tfrnn and isinstance(adapters, list) and adapters:
+            last = adapters[-1].output_state_index
+            if last is not None:
+                return sum(len(a.flat_state_shapes) for a in adapters[:-1]) + last
+        return None
 
     @property
     def name(self) -> str:
@@ -171,6 +187,9 @@ class CellAdapter:
         """The flat initial states: `get_initial_state` where the cell has one, else zeros."""
         get_initial_state = getattr(self.cell, "get_initial_state", None)
         if not callable(get_initial_state):
+            if isinstance(batch_size, int):
+                # Static shapes stay static in the graph (TFLite's builtins need that).
+                return [tf.zeros([batch_size] + s.as_list(), dtype) for s in self.flat_state_shapes]
             return [
                 tf.zeros(tf.concat([[batch_size], shape.as_list()], 0), dtype)
                 for shape in self.flat_state_shapes

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfrnn import bucketing
+from tfrnn import composite_lstm
 from tfrnn import dropout as dropout_lib
 from tfrnn import fused
 from tfrnn import gradients
 from tfrnn import state_spec
+from tfrnn import tracing
 from tfrnn import unroll as unroll_lib
 from tfrnn.cell import RNNCell
 from tfrnn.cell_adapter import CellAdapter
@@ -77,6 +79,46 @@ class _Functions:
             )
             self._concrete[key] = concrete
         return concrete(inputs, mask, initial_state, constants, training)
+
+
+class _Mode(NamedTuple):
+    """How one traced function of an RNN runs (its own choice, or an export's)."""
+
+    jit_compile: bool
+    tflite: bool = False
+    fuse_lstm: bool = False
+    """TFLite: trace the composite LSTM function the converter fuses."""
+    probe_cell_state: bool = False
+    """TFLite check: the unfused LSTM loop, reporting its largest |c|."""
+    write_back: bool = True
+    """Stateful: write the final states to the state variables (not while streaming)."""
+    streaming: bool = False
+    """A `step` export: explicit states, and a masked step repeats the output state."""
+
+
+class _FunctionCache:
+    """The RNN's traced functions, one `_Functions` per `_Mode`, outside object tracking."""
+
+    def __init__(self, run, reduce_retracing: bool):
+        self._run = run
+        self._reduce_retracing = reduce_retracing
+        self._by_mode: dict = {}
+
+    def __call__(self, mode: _Mode) -> _Functions:
+        functions = self._by_mode.get(mode)
+        if functions is None:
+            run = self._run
+
+            def run_in_mode(inputs, mask, initial_state, constants, training):
+                return run(mode, inputs, mask, initial_state, constants, training)
+
+            functions = _Functions(
+                run_in_mode,
+                jit_compile=mode.jit_compile and not mode.tflite,
+                reduce_retracing=self._reduce_retracing,
+            )
+            self._by_mode[mode] = functions
+        return functions
 
 
 class RNN(tf.Module):
@@ -149,9 +191,8 @@ class RNN(tf.Module):
             StateVariables(self._adapter.state_names, name="states") if self.stateful else None
         )
         self._seeds: Optional[dropout_lib.SeedStream] = None
-        self._functions = _Functions(
-            self._run, jit_compile=self.jit_compile, reduce_retracing=not self.unroll
-        )
+        self._feature_shape: Optional[tf.TensorShape] = None
+        self._functions = _FunctionCache(self._run_mode, reduce_retracing=not self.unroll)
 
     # -- public surface ----------------------------------------------------------------------
 
@@ -161,6 +202,14 @@ class RNN(tf.Module):
         if self._state_variables is None:
             return []
         return list(self._state_variables.state_variables)
+
+    @property
+    def input_shape(self) -> Optional[tf.TensorShape]:
+        """`[batch, None, *features]` once built (batch: a stateful RNN's), else `None`."""
+        if self._feature_shape is None:
+            return None
+        batch = self._state_variables.batch_size if self.stateful else None
+        return tf.TensorShape([batch, None]).concatenate(self._feature_shape)
 
     @property
     def state_shapes(self) -> list[tf.TensorShape]:
@@ -191,6 +240,8 @@ class RNN(tf.Module):
                 f"{input_shape}"
             )
         self._adapter.build(tf.TensorShape([input_shape[0]]).concatenate(input_shape[2:]))
+        if self._feature_shape is None:
+            self._feature_shape = input_shape[2:]
         if self._adapter.needs_seed(True) and self._seeds is None:
             seed = getattr(self._adapter.cell, "seed", None)
             self._seeds = dropout_lib.SeedStream(seed if isinstance(seed, int) else None, name="seeds")
@@ -223,13 +274,33 @@ class RNN(tf.Module):
         mask = self._check_mask(mask, inputs)
         constants = self._check_constants(constants)
         self.build(inputs.shape)
-        if self.stateful:
+        stream = tracing.current_stream()
+        if self.stateful and stream is None:
+            # Streaming passes explicit states and leaves the state variables alone, so any
+            # batch size will do.
             self._check_stateful_batch(inputs.shape[0])
         initial_state = self._check_initial_state(initial_state, inputs, "initial_state")
+        if stream is not None:
+            streamed = stream.next_initial_state()
+            if streamed is not None:
+                initial_state = self._check_initial_state(streamed, inputs, "streamed states")
+        mode = self._mode(inputs, mask, stream is not None)
         length = None
         if self.length_buckets is not None:
             inputs, mask, length = self.length_buckets.pad(inputs, mask)
-        output, final_states = self._functions(inputs, mask, initial_state, constants, training)
+        output, final_states, max_abs_cell_state = self._functions(mode)(
+            inputs, mask, initial_state, constants, training
+        )
+        tracing.report(
+            tracing.RNNRecord(
+                rnn=self,
+                state_shapes=self.state_shapes,
+                dtype=self._adapter.compute_dtype(inputs.dtype),
+                final_states=list(final_states),
+                fused=mode.fuse_lstm or mode.probe_cell_state,
+                max_abs_cell_state=max_abs_cell_state,
+            )
+        )
         if length is not None and self.return_sequences:
             output = self.length_buckets.crop(output, length, self.go_backwards)
         if self.return_state:
@@ -427,6 +498,116 @@ class RNN(tf.Module):
 
     # -- the traced computation --------------------------------------------------------------
 
+    def _mode(self, inputs: tf.Tensor, mask: Optional[tf.Tensor], streaming: bool) -> _Mode:
+        """How this call runs: the RNN's own options, or those of an export in progress."""
+        options = tracing.current_options()
+        jit_compile = self.jit_compile if options.jit_compile is None else options.jit_compile
+        if not options.tflite:
+            return _Mode(jit_compile, write_back=not streaming, streaming=streaming)
+        # The fused op returns no final states and takes no mask: only RNNs whose states
+        # nobody reads can use it.
+        fusable = (
+            options.fuse_lstm
+            and composite_lstm.eligible(self.cell)
+            and mask is None
+            and not (self.stateful or self.return_state or streaming)
+            and inputs.shape[0] is not None
+            and self.length_buckets is None
+        )
+        return _Mode(
+            False,
+            tflite=True,
+            fuse_lstm=fusable and not options.probe_cell_state,
+            probe_cell_state=fusable and options.probe_cell_state,
+            # A probe only measures: it must not move a stateful model's states on.
+            write_back=not (streaming or options.probe_cell_state),
+            streaming=streaming,
+        )
+
+    def _run_mode(self, mode: _Mode, inputs, mask, initial_state, constants, training):
+        """`(output, final_states, largest |c| or None)` of one call, as `mode` says."""
+        if mode.fuse_lstm:
+            output = composite_lstm.fused_lstm(
+                self.cell, inputs, initial_state, self.go_backwards, self.return_sequences
+            )
+            return output, [], None
+        if mode.probe_cell_state:
+            sequence = tf.reverse(inputs, [1]) if self.go_backwards else inputs
+            states = initial_state or list(composite_lstm.zero_states(sequence, self.cell.units))
+            cell = self.cell
+            bias = cell.bias if cell.bias is not None else tf.zeros([4 * cell.units])
+            last, outputs, _, _, max_c = composite_lstm.lstm_sequence(
+                sequence, *states, cell.kernel, cell.recurrent_kernel, bias, track_max_c=True
+            )
+            return (outputs if self.return_sequences else last), [], max_c
+        if mode.tflite or mode.streaming:
+            output, final_states = self._run_plain(
+                inputs, mask, initial_state, constants, mode.streaming
+            )
+        else:
+            output, final_states = self._run(inputs, mask, initial_state, constants, training)
+        if self.stateful and mode.write_back:
+            self._state_variables.assign(final_states)
+        return output, final_states, None
+
+    def _run_plain(self, inputs, mask, initial_state, constants, streaming: bool):
+        """Inference in plain ops: for TFLite (see `tfrnn.tracing`) and for streaming.
+
+        The generic loop with its outputs in a dense tensor (no TensorArray), so a dynamic
+        batch and time stay builtin-only in TFLite; a single step (the streaming case) or
+        `unroll` with a static time axis is unrolled, which needs no `WHILE` at all.
+
+        Streaming one step at a time must give what the whole sequence gives, also at masked
+        steps, where the output repeats the last unmasked output: a loop value, not a state.
+        Where the cell's output is one of its states (tfrnn's built-in cells: h), that state
+        is the last unmasked output, so the loop starts from it.
+        """
+        adapter = self._adapter
+        dtype = adapter.compute_dtype(inputs.dtype)
+        if initial_state is not None:
+            states = list(initial_state)
+        elif self.stateful:
+            states = self._state_variables.read(dtype)
+        else:
+            # A static batch keeps the states' shapes static, which TFLite's builtins need
+            # (a dynamic one would need a shape-refining Identity, a Flex op).
+            batch = inputs.shape[0] if inputs.shape[0] is not None else tf.shape(inputs)[0]
+            states = adapter.initial_state(batch, dtype)
+        output_spec = tf.TensorSpec(
+            tf.TensorShape([inputs.shape[0]]).concatenate(adapter.output_shape), dtype
+        )
+        if adapter.projects_inputs:
+            sequence = adapter.project_inputs(inputs)
+
+            def step(x_t, prev_states):
+                return adapter.step_projected(x_t, prev_states)
+
+        else:
+            sequence = inputs
+
+            def step(x_t, prev_states):
+                return adapter.call_step(x_t, prev_states, constants=constants, training=False)
+
+        output_index = adapter.output_state_index
+        initial_output = None
+        if streaming and output_index is not None:
+            initial_output = states[output_index]
+        result = unroll_lib.rnn_loop(
+            step,
+            sequence,
+            states,
+            output_spec=output_spec,
+            mask=mask,
+            go_backwards=self.go_backwards,
+            unroll=inputs.shape[1] is not None and (self.unroll or inputs.shape[1] == 1),
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_sequences=self.return_sequences,
+            dense_outputs=True,
+            initial_output=initial_output,
+        )
+        output = result.outputs if self.return_sequences else result.last_output
+        return output, result.final_states
+
     def _run(self, inputs, mask, initial_state, constants, training):
         adapter = self._adapter
         batch = tf.shape(inputs)[0]
@@ -494,8 +675,6 @@ class RNN(tf.Module):
             )
         else:
             output, final_states = loop(inputs, states, constants, sequence_constants)
-        if self.stateful:
-            self._state_variables.assign(final_states)
         return output, final_states
 
 

@@ -40,7 +40,10 @@ def _time_major(tensor: tf.Tensor) -> tf.Tensor:
 def _where(mask_t: tf.Tensor, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
     """`new` where the batch entry is unmasked, else `old` (`mask_t` is `[batch]` bool)."""
     mask_t = tf.reshape(mask_t, [-1] + [1] * (new.shape.rank - 1))
-    return tf.where(mask_t, new, old)
+    result = tf.where(mask_t, new, old)
+    # A mask of unknown batch must not make a state of known shape unknown (loop invariants).
+    result.set_shape(new.shape.merge_with(old.shape))
+    return result
 
 
 def _checked_step(
@@ -89,6 +92,8 @@ def rnn_loop(
     unroll: bool = False,
     zero_output_for_mask: bool = False,
     return_sequences: bool = False,
+    dense_outputs: bool = False,
+    initial_output: Optional[tf.Tensor] = None,
 ) -> LoopResult:
     """Runs `step_fn` over the time axis of `inputs`.
 
@@ -105,6 +110,11 @@ def rnn_loop(
       zero_output_for_mask: zeros instead of the previous output at masked steps of the
         returned sequence.
       return_sequences: also collect the output of every step.
+      dense_outputs: collect the outputs in a dense `[time, batch, ...]` tensor instead of
+        a `TensorArray` (what the TFLite converter maps to builtin ops with a dynamic batch;
+        differentiating it would save the whole tensor per step, so it is for inference).
+      initial_output: what a masked step repeats before the first unmasked one (zeros by
+        default); streaming a sequence in pieces passes the last output of the previous one.
 
     Returns:
       A `LoopResult`.
@@ -115,10 +125,16 @@ def rnn_loop(
         inputs_tm = tf.reverse(inputs_tm, [0])
         mask_tm = None if mask_tm is None else tf.reverse(mask_tm, [0])
     states = list(initial_states)
-    zero_output = tf.zeros(
-        tf.concat([tf.shape(inputs)[:1], output_spec.shape[1:].as_list()], 0), output_spec.dtype
-    )
-    zero_output.set_shape(output_spec.shape)
+    if output_spec.shape.is_fully_defined():
+        # A static shape stays static in the graph (TFLite's builtins need that).
+        zero_output = tf.zeros(output_spec.shape, output_spec.dtype)
+    else:
+        zero_output = tf.zeros(
+            tf.concat([tf.shape(inputs)[:1], output_spec.shape[1:].as_list()], 0),
+            output_spec.dtype,
+        )
+        zero_output.set_shape(output_spec.shape)
+    first_output = zero_output if initial_output is None else initial_output
 
     def masked_step(t, x_t, prev_output, states):
         output, new_states = _checked_step(step_fn, x_t, states, output_spec)
@@ -139,7 +155,7 @@ def rnn_loop(
                 "unroll=True needs a static number of timesteps, got inputs of shape "
                 f"{inputs.shape}; use unroll=False for a variable number of timesteps"
             )
-        prev_output = zero_output
+        prev_output = first_output
         sequence = []
         for t, x_t in enumerate(tf.unstack(inputs_tm, num=timesteps)):
             prev_output, sequence_output, states = masked_step(t, x_t, prev_output, states)
@@ -151,26 +167,36 @@ def rnn_loop(
     timesteps = inputs.shape[1]
     if timesteps is None:
         timesteps = tf.shape(inputs)[1]
-    output_ta = tf.TensorArray(
-        output_spec.dtype,
-        size=timesteps if return_sequences else 0,
-        element_shape=output_spec.shape,
-    )
+    if dense_outputs:
+        shape = tf.concat([[timesteps], tf.shape(zero_output)], 0) if return_sequences else [0]
+        collected = tf.zeros(shape, output_spec.dtype)
+    else:
+        collected = tf.TensorArray(
+            output_spec.dtype,
+            size=timesteps if return_sequences else 0,
+            element_shape=output_spec.shape,
+        )
 
-    def body(t, prev_output, output_ta, *states):
+    def body(t, prev_output, collected, *states):
         carried_output, sequence_output, new_states = masked_step(
             t, tf.gather(inputs_tm, t), prev_output, list(states)
         )
-        if return_sequences:
-            output_ta = output_ta.write(t, sequence_output)
-        return [t + 1, carried_output, output_ta] + new_states
+        if return_sequences and dense_outputs:
+            collected = tf.tensor_scatter_nd_update(
+                collected, tf.reshape(t, [1, 1]), sequence_output[None]
+            )
+        elif return_sequences:
+            collected = collected.write(t, sequence_output)
+        return [t + 1, carried_output, collected] + new_states
 
     results = tf.while_loop(
         lambda t, *_: t < timesteps,
         body,
-        [tf.constant(0), zero_output, output_ta] + states,
+        [tf.constant(0), first_output, collected] + states,
         maximum_iterations=timesteps,
     )
-    last_output, output_ta, final_states = results[1], results[2], list(results[3:])
-    outputs = _time_major(output_ta.stack()) if return_sequences else None
+    last_output, collected, final_states = results[1], results[2], list(results[3:])
+    outputs = None
+    if return_sequences:
+        outputs = _time_major(collected if dense_outputs else collected.stack())
     return LoopResult(last_output, outputs, final_states)
