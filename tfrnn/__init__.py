@@ -14,7 +14,9 @@ from tfrnn.rnn import RNN
 from tfrnn.simple_rnn_cell import SimpleRNNCell
 from tfrnn.stacked_cells import StackedRNNCells
 from tfrnn.unroll import rnn_loop
+from tfrnn import export
 from tfrnn import keras
+from tfrnn import tflite
 
 __all__ = [
     "RNN",
