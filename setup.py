@@ -10,13 +10,27 @@ setuptools.setup(
         "compiles with XLA."
     ),
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["tfrnn", "tfrnn.*"]),
+    packages=setuptools.find_packages(include=["tfrnn", "tfrnn.*"]) + ["tfrnn_tools"],
+    # The command-line tools live in tools/ and install as the tfrnn_tools package.
+    package_dir={"tfrnn_tools": "tools"},
     install_requires=[
         "tensorflow==2.21.0",
         "tf-keras==2.21.0",
         "numpy",
+        "ai-edge-litert==2.3.0",
     ],
     extras_require={
         "test": ["pytest"],
+        # Benchmarks only: PyTorch as a peer to compare against, never a dependency.
+        "benchmark": ["torch==2.13.0"],
+    },
+    entry_points={
+        "console_scripts": [
+            "tfrnn-demo = tfrnn_tools.main:main",
+            "tfrnn-export = tfrnn_tools.export_savedmodel:main",
+            "tfrnn-convert-tflite = tfrnn_tools.convert_tflite:main",
+            "tfrnn-run-saved-model = tfrnn_tools.run_saved_model:main",
+            "tfrnn-benchmark = tfrnn_tools.benchmark:main",
+        ]
     },
 )

@@ -78,7 +78,7 @@ def _expected_targets():
     }
     for path in sorted((ROOT / "tests").glob("test_*.py")):
         expected[path.stem] = {"rule": "py_test", "srcs": [f"tests/{path.name}"], "deps": _deps_of(path)}
-    for path in sorted((ROOT / "tools").glob("*.py")):
+    for path in sorted(p for p in (ROOT / "tools").glob("*.py") if p.name != "__init__.py"):
         expected[f"{path.stem}_tool"] = {"rule": "py_binary", "srcs": [f"tools/{path.name}"], "deps": _deps_of(path)}
     return expected
 

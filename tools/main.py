@@ -1,75 +1,209 @@
-"""tfrnn's main job: an LSTM compiled with XLA, checked against tf-keras with the same weights.
+"""tfrnn's main job, end to end: train an LSTM, export it, convert it, check it everywhere.
 
-Run: `python tools/main.py`. Prints the shapes of the outputs and states, the largest
-difference from `tf_keras.layers.LSTM` holding the same weights, and the time per call.
+Run: `python tools/main.py` (or `tfrnn-demo`). Under 3 minutes on 2 cores:
+
+1. trains a `tfrnn.keras.LSTM` classifier with `fit()` on a built-in synthetic task (is the
+   running sum of a noisy signal positive at the end of the sequence? it needs memory), and
+   checks the trained LSTM against `tf_keras.layers.LSTM` holding the same weights;
+2. exports a SavedModel for TF Serving (`serving_default` and the streaming `step`);
+3. converts it to TFLite (the LSTM as the fused `UNIDIRECTIONAL_SEQUENCE_LSTM` op);
+4. runs the test set in TensorFlow, in the reloaded SavedModel in a fresh process that cannot
+   import tfrnn, and in the LiteRT interpreter, and prints accuracy, file sizes, the largest
+   differences from TensorFlow and the latency per sequence and per streaming step.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet C++ logs
 
-import numpy as np
-import tensorflow as tf
-import tf_keras
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402
 
-import tfrnn
+import tfrnn  # noqa: E402
+
+TIMESTEPS, FEATURES, UNITS, CLASSES = 24, 4, 32, 2
+START = time.perf_counter()
 
 
-def parity_with_tf_keras(batch: int, timesteps: int, features: int, units: int) -> float:
-    """Runs tfrnn's LSTM and tf-keras' LSTM with the same weights; returns the max error."""
-    rng = np.random.default_rng(0)
-    inputs = rng.standard_normal([batch, timesteps, features]).astype(np.float32)
-    mask = rng.random([batch, timesteps]) > 0.2
+def progress(message: str) -> None:
+    print(f"[{time.perf_counter() - START:6.1f}s] {message}", flush=True)
 
-    cell = tfrnn.LSTMCell(units, seed=0)
-    rnn = tfrnn.RNN(cell, return_sequences=True, return_state=True)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, features]), tf.TensorSpec([None, None], tf.bool)])
-    def serve(inputs, mask):
-        return rnn(inputs, mask=mask)
+def make_task(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy signals `[count, time, features]`; the label: does feature 0 sum above zero?"""
+    rng = np.random.default_rng(seed)
+    inputs = rng.standard_normal([count, TIMESTEPS, FEATURES]).astype(np.float32)
+    labels = (inputs[:, :, 0].sum(axis=1) > 0).astype(np.int32)
+    return inputs, labels
 
-    start = time.perf_counter()
-    outputs, h, c = serve(inputs, mask)
-    first_call = time.perf_counter() - start
-    print(f"tfrnn.RNN(LSTMCell({units})) under XLA: outputs {outputs.shape}, h {h.shape}, c {c.shape}")
 
-    keras_lstm = tf_keras.layers.LSTM(units, return_sequences=True, return_state=True)
-    keras_lstm.build((None, timesteps, features))
-    keras_lstm.set_weights(cell.get_weights())
-    expected = keras_lstm(inputs, mask=mask)
-    error = max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip((outputs, h, c), expected))
-    print(f"max abs difference from tf_keras.layers.LSTM with the same weights: {error:.2e}")
+def build_model() -> tf_keras.Model:
+    inputs = tf_keras.Input((None, FEATURES), name="inputs")
+    hidden = tfrnn.keras.LSTM(UNITS, seed=0, name="lstm")(inputs)
+    logits = tf_keras.layers.Dense(CLASSES, name="classifier")(hidden)
+    return tf_keras.Model(inputs, logits)
 
-    timings = []
-    for _ in range(20):
+
+def keras_parity(model: tf_keras.Model, inputs: np.ndarray) -> float:
+    """Max abs difference of the trained LSTM from tf-keras' LSTM with the same weights."""
+    twin = tf_keras.layers.LSTM(UNITS)
+    twin.build((None, TIMESTEPS, FEATURES))
+    twin.set_weights(model.get_layer("lstm").get_weights())
+    ours = tf_keras.Model(model.input, model.get_layer("lstm").output)
+    return float(np.max(np.abs(ours(inputs).numpy() - twin(inputs).numpy())))
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
         start = time.perf_counter()
-        serve(inputs, mask)[0].numpy()
-        timings.append(time.perf_counter() - start)
-    print(
-        f"first call (trace + XLA compile) {first_call * 1e3:.0f} ms, "
-        f"then {np.median(timings) * 1e3:.2f} ms per call (median of 20)"
-    )
-    return error
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def directory_size(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def run_without_tfrnn(export_dir: str, inputs: np.ndarray, work: str) -> dict:
+    """The reloaded SavedModel's outputs, from a fresh process that cannot import tfrnn."""
+    np.savez(os.path.join(work, "test_inputs.npz"), inputs=inputs)
+    tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_saved_model.py")
+    results = {}
+    for mode, extra in (("serving_default", []), ("step", ["--stream"])):
+        out = os.path.join(work, f"{mode}.npz")
+        subprocess.run(
+            [sys.executable, tool, export_dir, "--inputs", os.path.join(work, "test_inputs.npz"), "--out", out, *extra],
+            check=True, capture_output=True, text=True,
+        )
+        with np.load(out) as data:
+            results[mode] = data["outputs"]
+    return results
+
+
+def litert_outputs(runner, inputs: np.ndarray) -> np.ndarray:
+    """Runs a batch-1 `serving_default` over the rows one by one."""
+    return np.concatenate([runner(inputs=inputs[i : i + 1])["outputs"] for i in range(len(inputs))])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--timesteps", type=int, default=20)
-    parser.add_argument("--features", type=int, default=16)
-    parser.add_argument("--units", type=int, default=32)
+    parser.add_argument("--train", type=int, default=3000, help="training sequences")
+    parser.add_argument("--test", type=int, default=256, help="test sequences")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--out", default=None, help="where to write the artifacts (default: a temp dir)")
     args = parser.parse_args(argv)
-    error = parity_with_tf_keras(args.batch, args.timesteps, args.features, args.units)
-    if error > 1e-5:
-        print("FAILED: tfrnn and tf-keras disagree", file=sys.stderr)
-        return 1
-    print("OK")
-    return 0
+    work = args.out or tempfile.mkdtemp(prefix="tfrnn-demo-")
+    os.makedirs(work, exist_ok=True)
+    export_dir, tflite_path = os.path.join(work, "savedmodel"), os.path.join(work, "model.tflite")
+
+    progress(f"1/4 training tfrnn.keras.LSTM({UNITS}) on {args.train} sequences of {TIMESTEPS} steps")
+    train_x, train_y = make_task(args.train, seed=1)
+    test_x, test_y = make_task(args.test, seed=2)
+    model = build_model()
+    model.compile(
+        tf_keras.optimizers.Adam(0.01),
+        tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    history = model.fit(train_x, train_y, batch_size=64, epochs=args.epochs, verbose=0)
+    progress(f"    final training loss {history.history['loss'][-1]:.3f}, accuracy {history.history['accuracy'][-1]:.3f}")
+    parity = keras_parity(model, test_x[:32])
+    progress(f"    trained LSTM vs. tf_keras.layers.LSTM with the same weights: max abs error {parity:.1e}")
+
+    progress("2/4 exporting the SavedModel (serving_default + step), checked on export")
+    export = tfrnn.export.export_saved_model(model, export_dir, overwrite=True, log=lambda line: progress("    " + line.strip()))
+
+    progress("3/4 converting to TFLite, checked in LiteRT")
+    converted = tfrnn.tflite.convert(export_dir, tflite_path, overwrite=True, log=lambda line: progress("    " + line.strip()))
+
+    progress("4/4 the test set in TensorFlow, the reloaded SavedModel (fresh process, no tfrnn) and LiteRT")
+    tf_logits = model.predict(test_x, batch_size=64, verbose=0)
+    reloaded = run_without_tfrnn(export_dir, test_x, work)
+    runtime = tfrnn.tflite.interpreter(converted.model_content)
+    lite_logits = litert_outputs(runtime.get_signature_runner("serving_default"), test_x)
+
+    # Latency: one sequence (batch 1) and one streaming step (batch 1, state carried).
+    one = tf.constant(test_x[:1])
+    serve = tf.function(lambda x: model(x, training=False))
+    loaded = tf.saved_model.load(export_dir)
+    saved_serving, saved_step = loaded.signatures["serving_default"], loaded.signatures["step"]
+    lite_serving, lite_step = runtime.get_signature_runner("serving_default"), runtime.get_signature_runner("step")
+    zeros = np.zeros([1, UNITS], np.float32)
+    step_module = tfrnn.RNN(model.get_layer("lstm").cell, return_state=True, stateful=True)
+    step_module.build([1, 1, FEATURES])
+    x_step = tf.constant(test_x[:1, :1])
+    x_step_np = test_x[:1, 0]
+    latency = {
+        "TensorFlow (tfrnn, XLA)": (
+            median_seconds(lambda: serve(one).numpy(), 50),
+            median_seconds(lambda: step_module(x_step)[0].numpy(), 200),
+        ),
+        "SavedModel (reloaded)": (
+            median_seconds(lambda: saved_serving(inputs=one)["outputs"].numpy(), 50),
+            median_seconds(lambda: saved_step(inputs=x_step_np, state_0=zeros, state_1=zeros)["outputs"].numpy(), 200),
+        ),
+        "LiteRT": (
+            median_seconds(lambda: lite_serving(inputs=test_x[:1]), 50),
+            median_seconds(lambda: lite_step(inputs=x_step_np, state_0=zeros, state_1=zeros), 200),
+        ),
+    }
+
+    def accuracy(logits):
+        return float(np.mean(np.argmax(logits, -1) == test_y))
+
+    rows = [
+        ("TensorFlow (tfrnn, XLA)", accuracy(tf_logits), 0.0, None, "-"),
+        (
+            "SavedModel (reloaded, no tfrnn)",
+            accuracy(reloaded["serving_default"]),
+            float(np.max(np.abs(reloaded["serving_default"] - tf_logits))),
+            float(np.max(np.abs(reloaded["step"][:, -1] - tf_logits))),
+            f"{directory_size(export_dir) / 1024:.0f} KiB",
+        ),
+        (
+            "LiteRT (fused LSTM op)" if converted.fused_lstms else "LiteRT",
+            accuracy(lite_logits),
+            float(np.max(np.abs(lite_logits - tf_logits))),
+            None,
+            f"{os.path.getsize(tflite_path) / 1024:.0f} KiB",
+        ),
+    ]
+    print()
+    print("| runtime | test accuracy | max abs err vs TF | streamed via step | size | ms / sequence | us / step |")
+    print("|---|---|---|---|---|---|---|")
+    for (name, acc, error, step_error, size), (seq_s, step_s) in zip(rows, latency.values()):
+        step_text = "-" if step_error is None else f"{step_error:.1e}"
+        print(
+            f"| {name} | {acc:.3f} | {error:.1e} | {step_text} | {size} | "
+            f"{seq_s * 1e3:.3f} | {step_s * 1e6:.0f} |"
+        )
+    print()
+    print(f"export checks: {export.max_abs_error}; TFLite: {converted.max_abs_error}; ops {sorted(converted.ops)}")
+    print(f"artifacts in {work}")
+    failures = []
+    if parity > 1e-5:
+        failures.append(f"tfrnn and tf-keras disagree by {parity:.2e}")
+    if rows[1][2] > 1e-5 or rows[1][3] > 1e-5:
+        failures.append("the reloaded SavedModel disagrees with TensorFlow")
+    if rows[2][2] > 1e-4:
+        failures.append("LiteRT disagrees with TensorFlow")
+    if accuracy(tf_logits) < 0.8:
+        failures.append(f"the model did not learn the task (accuracy {accuracy(tf_logits):.3f})")
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    progress("done" if not failures else "done, with failures")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

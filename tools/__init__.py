@@ -1,0 +1,1 @@
+"""tfrnn's command-line tools (installed as the `tfrnn_tools` package and `tfrnn-*` commands)."""
