@@ -12,7 +12,6 @@ import tensorflow as tf
 import tf_keras
 
 import tfrnn
-from tfrnn import tflite
 from conftest import assert_close, random_array, random_mask
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -112,9 +111,19 @@ def test_the_convert_tool_writes_a_checked_tflite_model(exported):
     assert process.returncode == 0, process.stderr
     assert "ops: " in process.stdout and "WHILE" in process.stdout
     assert "max abs error (serving_default, LiteRT vs. TensorFlow)" in process.stdout
-    runner = tflite.interpreter((work / "model.tflite").read_bytes()).get_signature_runner("serving_default")
     inputs = random_array(1, 1, 6, 2)
-    assert_close(runner(inputs=inputs)["outputs"], model(inputs), 1e-4, "LiteRT")
+    np.save(work / "lite_inputs.npy", inputs)
+    # LiteRT alone, in a process without TensorFlow or tfrnn, as on a device.
+    script = (
+        "import sys, numpy as np\n"
+        "sys.modules['tfrnn'] = sys.modules['tensorflow'] = None\n"
+        "from ai_edge_litert.interpreter import Interpreter\n"
+        f"runner = Interpreter(model_path={str(work / 'model.tflite')!r}).get_signature_runner('serving_default')\n"
+        f"np.save({str(work / 'lite_outputs.npy')!r}, runner(inputs=np.load({str(work / 'lite_inputs.npy')!r}))['outputs'])\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert_close(np.load(work / "lite_outputs.npy"), model(inputs), 1e-4, "LiteRT")
 
 
 def test_a_keras_model_file_exports_and_saved_model_cli_reads_it(tmp_path):

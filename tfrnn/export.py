@@ -164,11 +164,11 @@ def stream_through_step(step: Callable, initial_state: Callable, num_states: int
 def comparable_outputs(streamed, whole, mask, sequence_output: bool) -> np.ndarray:
     """The streamed `[batch, time, ...]` outputs lined up with the whole sequence's.
 
-    A masked step's states carry over in both, but its output in the whole sequence repeats
-    the last unmasked output (a loop value, not a state), while the step signature returns
-    the model's output for the carried zeros there. So only unmasked steps are compared
-    (masked ones take the whole sequence's values), and a last output is read at each row's
-    last unmasked step.
+    A masked step's states carry over in both, and its output in the whole sequence repeats
+    the last unmasked output. The step signature repeats it too where a cell's output is its
+    state (tfrnn's cells); a custom cell's step output at a masked step is its output for the
+    carried zero output instead. So only unmasked steps are compared (masked ones take the
+    whole sequence's values), and a last output is read at each row's last unmasked step.
     """
     if not sequence_output:
         if mask is None:
@@ -245,12 +245,16 @@ def _check(path, signatures, expected, inputs, mask, step: bool, log) -> dict[st
         )
         errors["step"] = _max_error(streamed, expected_step)
         log(f"  step, streamed one timestep at a time vs. serving_default: max abs error {errors['step']:.2e}")
+    why = {
+        "serving_default": "the reloaded model does not compute what the model in memory does",
+        "step": "a model whose outputs depend on more than its RNNs' states (e.g. attention "
+        "over time) cannot be streamed: export it with step=False",
+    }
     for name, error in errors.items():
         if not error <= TOLERANCE:
             raise ValueError(
-                f"export check failed: {name} differs by {error:.3g} (> {TOLERANCE}); nothing was "
-                "written. A model whose outputs depend on more than its RNNs' states (e.g. "
-                "attention over time) cannot be streamed: export it with step=False"
+                f"export check failed: {name} differs by {error:.3g} (> {TOLERANCE}); nothing "
+                f"was written. {why[name]}"
             )
     return errors
 
