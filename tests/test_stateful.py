@@ -114,6 +114,21 @@ def test_checkpoint_restores_states_and_weights(tmp_path):
     np.testing.assert_array_equal(cell.kernel.numpy(), saved_kernel)
 
 
+def test_checkpoint_restored_before_the_first_call_restores_the_states(tmp_path):
+    """The restore waits for the variables: the weights at build, the states when created."""
+    rnn = _stateful(tfrnn.LSTMCell(UNITS), "jit-while")
+    rnn(random_array(18, BATCH, TIME, FEATURES))
+    saved_states = [v.numpy() for v in rnn.states]
+    path = tf.train.Checkpoint(rnn=rnn).save(str(tmp_path / "ckpt"))
+    fresh = _stateful(tfrnn.LSTMCell(UNITS), "jit-while")
+    status = tf.train.Checkpoint(rnn=fresh).restore(path)
+    fresh.build([BATCH, TIME, FEATURES])
+    status.assert_consumed()
+    for variable, expected in zip(fresh.states, saved_states):
+        np.testing.assert_array_equal(variable.numpy(), expected)
+    np.testing.assert_array_equal(fresh.cell.kernel.numpy(), rnn.cell.kernel.numpy())
+
+
 def test_state_variables_are_not_trainable():
     rnn = _stateful(tfrnn.LSTMCell(UNITS), "while")
     rnn(random_array(12, BATCH, TIME, FEATURES))

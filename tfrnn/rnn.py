@@ -56,7 +56,9 @@ class _Functions:
         self._concrete: dict = {}
 
     def __call__(self, inputs, mask, initial_state, constants, training):
-        if not tf.executing_eagerly():
+        # Under a strategy each replica needs its own trace (it reads its own components of
+        # the variables); tf.function keys its traces by the replica's context, this cache not.
+        if not tf.executing_eagerly() or tf.distribute.has_strategy():
             return self.run(inputs, mask, initial_state, constants, training)
 
         def spec(tensors):
@@ -140,7 +142,9 @@ class RNN(tf.Module):
     call for its static batch size; each call starts from them and writes its final states
     back. An explicit `initial_state` wins for that call, and its final states are written
     back too. `reset_state()` sets the cell's initial state (zeros by default),
-    `reset_state(states=[...])` given values.
+    `reset_state(states=[...])` given values. Created under a `tf.distribute` strategy, each
+    replica holds the states of its slice of the global batch; inside `strategy.run` a call
+    takes its replica's batch, outside it the global one (see `tfrnn.distribute`).
 
     >>> rnn = tfrnn.RNN(tfrnn.LSTMCell(32), return_sequences=True)
     >>> rnn(tf.random.normal([4, 10, 8])).shape
@@ -285,12 +289,23 @@ class RNN(tf.Module):
             if streamed is not None:
                 initial_state = self._check_initial_state(streamed, inputs, "streamed states")
         mode = self._mode(inputs, mask, stream is not None)
+        # Replicated states outside strategy.run (see tfrnn.distribute) live on several
+        # devices, and an XLA cluster runs on one: they are gathered before the compiled
+        # loop and scattered back after it.
+        gathered = self.stateful and self._state_variables.global_view()
+        write_back = mode.write_back
+        if gathered:
+            if initial_state is None:
+                initial_state = self._state_variables.read(self._adapter.compute_dtype(inputs.dtype))
+            mode = mode._replace(write_back=False)
         length = None
         if self.length_buckets is not None:
             inputs, mask, length = self.length_buckets.pad(inputs, mask)
         output, final_states, max_abs_cell_state = self._functions(mode)(
             inputs, mask, initial_state, constants, training
         )
+        if gathered and write_back:
+            self._state_variables.assign(final_states)
         tracing.report(
             tracing.RNNRecord(
                 rnn=self,
@@ -314,6 +329,7 @@ class RNN(tf.Module):
           states: `None` for the cell's initial state (zeros unless the cell defines
             `get_initial_state`), or one array per state, `[batch, *state_shape]` each (for
             stacked cells flat or nested per cell). Nothing changes if they are invalid.
+            Under a strategy `batch` is the global batch (a replica's inside `strategy.run`).
         """
         if not self.stateful:
             raise ValueError(
@@ -325,12 +341,12 @@ class RNN(tf.Module):
                     "reset_state() before the first call: the RNN does not know its batch size "
                     "yet; call it once, call build(input_shape), or pass states=[...]"
                 )
-            batch = self._state_variables.batch_size
+            batch = self._state_variables.batch_here()
             dtype = self._state_variables.state_variables[0].dtype
             self._state_variables.assign(self._adapter.initial_state(batch, dtype))
             return
         flat = self._flatten_states(states, "states")
-        batch = self._state_variables.batch_size
+        batch = self._state_variables.batch_here()
         if batch is None:
             batch = int(np.shape(flat[0])[0]) if np.ndim(flat[0]) >= 1 else None
         values = self._check_state_values(flat, batch, "states", exact=True)
@@ -441,10 +457,11 @@ class RNN(tf.Module):
         shapes = self._adapter.flat_state_shapes
         names = ", ".join(self._adapter.state_names)
         noun = "tensor" if len(shapes) == 1 else "tensors"
+        note = self._state_variables.batch_note() if self._state_variables is not None else ""
         return ValueError(
             f"{argument} must have {len(shapes)} {noun} ({names}) of shape "
             f"{state_spec.format_state_shapes(shapes, 'batch' if batch is None else batch)}, "
-            f"got {state_spec.describe(given)}"
+            f"got {state_spec.describe(given)}{note}"
         )
 
     def _check_state_values(self, flat: list, batch: Any, argument: str, exact: bool) -> list:
@@ -480,20 +497,40 @@ class RNN(tf.Module):
                 "size; give the batch in the input shape (e.g. a tf.function input_signature "
                 "or tf_keras.Input(batch_size=...))"
             )
-        if values is None:
-            # The variables are created eagerly (init_scope), so are their initial values.
-            with tf.init_scope():
-                dtype = self._adapter.compute_dtype(tf.float32)
-                values = self._adapter.initial_state(int(batch), dtype)
-        self._state_variables.create(values)
+        # Under a strategy `batch` is a replica's inside strategy.run, else the global one;
+        # a global batch that does not divide among the replicas is an error here.
+        layout = self._state_variables.layout_for(int(batch))
+        # The variables are created eagerly (init_scope), so are their initial values.
+        with tf.init_scope():
+            dtype = self._adapter.compute_dtype(tf.float32)
+            initial = self._adapter.initial_state(layout.replica_batch, dtype)
+        self._state_variables.create(initial, layout)
+        if values is not None:
+            self._state_variables.assign(values)
 
     def _check_stateful_batch(self, batch: Optional[int]) -> None:
-        expected = self._state_variables.batch_size
-        if batch != expected:
+        misplaced = self._state_variables.misplaced_replica_call()
+        if misplaced is not None:
+            raise ValueError(misplaced)
+        expected = self._state_variables.batch_here()
+        layout = self._state_variables.layout
+        if batch != expected and layout.replicas == 1:
             raise ValueError(
                 f"this stateful RNN holds states for batch size {expected}, got inputs with "
                 f"batch size {batch}; feed batches of {expected}, or create a new RNN for "
                 "another batch size"
+            )
+        if batch != expected:
+            where = (
+                "outside strategy.run, where a call takes the global batch"
+                if self._state_variables.global_view()
+                else "inside strategy.run, where a call takes its replica's slice of the batch"
+            )
+            raise ValueError(
+                f"this stateful RNN holds states for a {layout.describe()}, got inputs with "
+                f"batch size {batch} {where}, {expected}; feed global batches of "
+                f"{layout.global_batch} (strategy.experimental_distribute_dataset gives each "
+                f"replica {layout.replica_batch} rows of them)"
             )
 
     # -- the traced computation --------------------------------------------------------------

@@ -6,12 +6,49 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from tfrnn import distribute
+
+
+class _StateList(tf.Module):
+    """The state variables in order, which checkpoints see as a list's children `0`, `1`, ...
+
+    It exists from the start, so that a checkpoint restored before the states are created
+    binds to it and restores each state as it is added (a list created later would not be
+    the object the checkpoint was bound to). What it checkpoints may stand in for the
+    variables (`tfrnn.distribute.GlobalState`).
+    """
+
+    def __init__(self):
+        super().__init__(name=None)
+        self._variables: list[tf.Variable] = self._no_dependency([])
+
+    def set(self, variables: Sequence[tf.Variable], checkpointed: Sequence) -> None:
+        self._variables = self._no_dependency(list(variables))
+        for index, trackable in enumerate(checkpointed):
+            self._track_trackable(trackable, name=str(index), overwrite=True)
+
+    def __iter__(self):
+        return iter(self._variables)
+
+    def __len__(self) -> int:
+        return len(self._variables)
+
+    def __getitem__(self, index):
+        return self._variables[index]
+
 
 class StateVariables(tf.Module):
     """One non-trainable variable per state, `[batch, *state_shape]`, for one batch size.
 
     Created once, for the static batch size of the first call (or `build`); saved by
     `tf.train.Checkpoint` and in SavedModels with the module that owns it.
+
+    Under a `tf.distribute` strategy (created in its scope or inside `strategy.run`) each
+    variable holds one component per replica, `[per_replica_batch, *state_shape]`: the states
+    of that replica's slice of the global batch (see `tfrnn.distribute`). Inside
+    `strategy.run` reads and writes touch the replica's own component; outside it they take
+    the global batch (the components gathered in replica order, or scattered back), and so do
+    checkpoints.
 
     Args:
       names: one name per state, e.g. `["h", "c"]`.
@@ -21,7 +58,9 @@ class StateVariables(tf.Module):
     def __init__(self, names: Sequence[str], name: Optional[str] = None):
         super().__init__(name=name)
         self.names = list(names)
-        self.state_variables: list[tf.Variable] = []
+        self.state_variables = _StateList()
+        self._layout: Optional[distribute.ReplicaLayout] = None
+        self._strategy: Optional[tf.distribute.Strategy] = None
 
     @property
     def created(self) -> bool:
@@ -29,20 +68,130 @@ class StateVariables(tf.Module):
 
     @property
     def batch_size(self) -> Optional[int]:
-        return int(self.state_variables[0].shape[0]) if self.state_variables else None
+        """The global batch size (all replicas together), `None` before the states exist."""
+        return self._layout.global_batch if self._layout is not None else None
 
-    def create(self, initial_values: Sequence[tf.Tensor]) -> None:
-        """Creates the variables (eagerly, even while a function is being traced)."""
+    @property
+    def layout(self) -> Optional[distribute.ReplicaLayout]:
+        """How the global batch splits among replicas (`None` before the states exist)."""
+        return self._layout
+
+    def layout_for(self, batch: int) -> distribute.ReplicaLayout:
+        """The layout that a call's `batch` here implies: per replica inside `strategy.run`.
+
+        Raises:
+          ValueError: if a global `batch` does not divide among the strategy's replicas.
+        """
+        strategy = distribute.current_strategy()
+        per_replica = strategy is not None and distribute.in_replica_of(strategy)
+        return distribute.ReplicaLayout.of(batch, strategy, per_replica)
+
+    def global_view(self) -> bool:
+        """Whether reads and writes here take the global batch of replicated states.
+
+        True for replicated states outside `strategy.run` (the cross-replica context, or no
+        strategy scope at all), where the replicas' components must be gathered or scattered.
+        """
+        return self._strategy is not None and not distribute.in_replica_of(self._strategy)
+
+    def batch_here(self) -> Optional[int]:
+        """The batch that a call (or a state) takes here: per replica inside `strategy.run`."""
+        if self._layout is None:
+            return None
+        if self._strategy is not None and not self.global_view():
+            return self._layout.replica_batch
+        return self._layout.global_batch
+
+    def batch_note(self) -> str:
+        """For messages about state shapes: how the batch splits among replicas, if it does."""
+        layout = self._layout
+        if layout is None:
+            strategy = distribute.current_strategy()
+            if strategy is None or strategy.num_replicas_in_sync == 1:
+                return ""
+            return (
+                f"; under {distribute.strategy_name(strategy)} states take the global batch "
+                f"outside strategy.run and a replica's slice of it inside"
+            )
+        if layout.replicas == 1:
+            return ""
+        return (
+            f"; the states hold a {layout.describe()}: outside strategy.run they take the "
+            f"global batch, {layout.global_batch}, inside it a replica's, {layout.replica_batch}"
+        )
+
+    def misplaced_replica_call(self) -> Optional[str]:
+        """Why single-device states cannot serve this call, if it runs in a strategy's replica.
+
+        States created outside a strategy are one variable that every replica would read and
+        overwrite with its own slice of the batch.
+        """
+        strategy = distribute.current_strategy()
+        if (
+            self._strategy is None
+            and strategy is not None
+            and distribute.in_replica_of(strategy)
+            and strategy.num_replicas_in_sync > 1
+        ):
+            return (
+                f"this stateful RNN's states were created outside {distribute.strategy_name(strategy)}"
+                f" (for a {self._layout.describe()}), but it is called inside strategy.run on "
+                f"{strategy.num_replicas_in_sync} replicas; create the RNN and its states (build "
+                "or a first call) under strategy.scope() so that each replica gets its own"
+            )
+        return None
+
+    def create(self, initial_values: Sequence[tf.Tensor], layout: distribute.ReplicaLayout) -> None:
+        """Creates the variables (eagerly, even while a function is being traced).
+
+        Args:
+          initial_values: one value per state, `[layout.replica_batch, *state_shape]`.
+          layout: the batch the variables hold.
+        """
+        strategy = distribute.current_strategy() if layout.replicas > 1 else None
+        if strategy is not None and distribute.in_replica_of(strategy):
+            # A first call inside strategy.run: a strategy's variables are created outside
+            # its replicas, so the replicas meet in merge_call, which creates them once.
+            tf.distribute.get_replica_context().merge_call(
+                lambda _: self.create(initial_values, layout)
+            )
+            return
+        if self.created:
+            return
+        # Variables are created eagerly (init_scope, which also leaves a function's strategy
+        # scope: it is entered again out there). Tracking happens there too, so that a
+        # checkpoint restored before the states existed is applied to them eagerly.
         with tf.init_scope(), self.name_scope:
-            self.state_variables = [
-                tf.Variable(value, trainable=False, name=name)
-                for name, value in zip(self.names, initial_values)
-            ]
+            if strategy is None:
+                variables = [
+                    tf.Variable(value, trainable=False, name=name)
+                    for name, value in zip(self.names, initial_values)
+                ]
+                checkpointed = variables
+            else:
+                with strategy.scope():
+                    variables = [
+                        distribute.replica_variable(value, name)
+                        for name, value in zip(self.names, initial_values)
+                    ]
+                self._strategy = strategy
+                # Checkpointed as their gathered global value (TensorFlow would save one
+                # replica's), under the keys a single-device RNN's variables have.
+                checkpointed = [distribute.GlobalState(v) for v in variables]
+            self.state_variables.set(variables, checkpointed)
+        self._layout = layout
 
     def read(self, dtype: tf.DType) -> list[tf.Tensor]:
-        """The current states, cast to the compute dtype."""
+        """The current states in the batch here (see `batch_here`), cast to the compute dtype."""
+        if self.global_view():
+            return [tf.cast(distribute.gather(v), dtype) for v in self.state_variables]
         return [tf.cast(v.read_value(), dtype) for v in self.state_variables]
 
     def assign(self, values: Sequence[tf.Tensor]) -> list:
-        """Writes new states (cast to the variables' dtype); returns the assign ops."""
+        """Writes new states (cast to the variables' dtype); returns the assign ops.
+
+        `values` are in the batch here: a replica's slice inside `strategy.run`, else global.
+        """
+        if self.global_view():
+            return [distribute.scatter(v, value) for v, value in zip(self.state_variables, values)]
         return [v.assign(tf.cast(value, v.dtype)) for v, value in zip(self.state_variables, values)]
