@@ -177,7 +177,11 @@ class RNN(tf_keras.layers.Layer):
     batch_size=B)`); their states are non-trainable variables (`states`), carried across
     batches of `fit(shuffle=False)`, `predict_on_batch` and calls, and reset by
     `reset_states()` / `reset_states(states=[...])` / `model.reset_states()`. An explicit
-    `initial_state` wins over the stored state for its call (see `tfrnn.RNN`).
+    `initial_state` wins over the stored state for its call (see `tfrnn.RNN`). Unlike
+    tf-keras, stateful layers work under `tf.distribute` strategies: `Input(batch_size=...)`
+    is the global batch, each replica keeps the states of its slice of it, and the states are
+    created at the first call (`fit` and `predict` make it inside the replicas), since
+    tf-keras traces models under a strategy with a batch that may be per replica.
 
     >>> x = tf_keras.Input((None, 5))
     >>> y = tfrnn.keras.RNN([tfrnn.LSTMCell(8), tfrnn.GRUCell(4)])(x)
@@ -240,6 +244,8 @@ class RNN(tf_keras.layers.Layer):
         self._regularization_added = False
         self._projects_inputs = CellAdapter(self._rnn.cell).projects_inputs
         _set_untracked(self, "_rnn_without_xla", None)
+        _set_untracked(self, "_rnn_shapes_only", None)
+        self._states_deferred = False
 
     # -- options (read-only, except what tf_keras.layers.Bidirectional sets) ---------------------
 
@@ -264,6 +270,7 @@ class RNN(tf_keras.layers.Layer):
             self._options["zero_output_for_mask"] = value
             self._rnn = CoreRNN(self._rnn.cell, **self._options)
             _set_untracked(self, "_rnn_without_xla", None)
+            _set_untracked(self, "_rnn_shapes_only", None)
 
     @property
     def states(self) -> list[tf.Variable]:
@@ -336,7 +343,14 @@ class RNN(tf_keras.layers.Layer):
                 f"{tf.TensorShape(input_shape)} with an unknown batch size; pass "
                 "batch_size=... to tf_keras.Input (or batch_input_shape=... to the first layer)"
             )
-        self._rnn.build(shape)
+        if self.stateful and _replicas_outside_run() > 1:
+            # tf-keras builds models under a strategy outside its replicas, with a batch that
+            # may be global (batch_input_shape) or per replica (Input divides batch_size): the
+            # states wait for the first call, whose batch says which (see _call).
+            self._shapes_only_core().build(shape)
+            self._states_deferred = True
+        else:
+            self._rnn.build(shape)
         if not self._regularization_added:
             self._regularization_added = True
             regularized = getattr(self._rnn.cell, "regularization_losses", None)
@@ -374,6 +388,16 @@ class RNN(tf_keras.layers.Layer):
             # Keras feeds batches of unknown static size; the states fix it.
             batch = self.states[0].shape[0]
             inputs = tf.ensure_shape(inputs, [batch] + [None] * (inputs.shape.rank - 1))
+        if self._states_deferred and not self.states and inputs.shape[0] is None:
+            if not tf.distribute.in_cross_replica_context():
+                raise ValueError(
+                    f"{self.name} is stateful under {type(tf.distribute.get_strategy()).__name__}"
+                    ", so its states are created at its first call inside the replicas, but "
+                    "that call got batches of unknown size; give each replica batches of a "
+                    "fixed size (strategy.distribute_datasets_from_function, batching each "
+                    "replica's dataset with drop_remainder=True), or create the states first, "
+                    "outside the replicas: reset_states(states=[...]) with the global batch"
+                )
         results = self._core_for(inputs, training)(
             inputs,
             mask=mask,
@@ -390,11 +414,20 @@ class RNN(tf_keras.layers.Layer):
     def _core_for(self, inputs: tf.Tensor, training: Any) -> CoreRNN:
         """The core, or for training steps TF 2.21 cannot compile a copy of it without XLA.
 
+        Under a strategy, a stateful layer traced outside the replicas (how tf-keras builds a
+        functional model; its batch may be per replica) runs a stateless copy, from the
+        initial state: such a graph only gives the model its shapes. Inside strategy.run, and
+        for the global batch of existing states, the core runs with its states.
+
         XLA cannot compile the gradient of the time loop when the batch size is unknown while
         tracing (fit() with a last partial batch) and the cell runs whole steps in the loop
         (all but a single built-in cell): a BroadcastGradientArgs in the loop's gradient gets
         shapes XLA needs as constants. Such training steps run the same cell without XLA.
         """
+        if self.stateful and not tf.executing_eagerly() and _replicas_outside_run() > 1:
+            global_batch = _global_batch(self.states)
+            if global_batch is None or inputs.shape[0] != global_batch:
+                return self._shapes_only_core()
         if (
             training is True
             and self.jit_compile
@@ -408,6 +441,12 @@ class RNN(tf_keras.layers.Layer):
                 _set_untracked(self, "_rnn_without_xla", CoreRNN(self._rnn.cell, **options))
             return self._rnn_without_xla
         return self._rnn
+
+    def _shapes_only_core(self) -> CoreRNN:
+        if self._rnn_shapes_only is None:
+            options = {**self._options, "stateful": False}
+            _set_untracked(self, "_rnn_shapes_only", CoreRNN(self._rnn.cell, **options))
+        return self._rnn_shapes_only
 
     def compute_output_shape(self, input_shape: Any):
         """The static output shape(s) for inputs of `input_shape`."""
@@ -437,6 +476,8 @@ class RNN(tf_keras.layers.Layer):
           states: `None`, or one array per state, `[batch, *state_shape]` each (for stacked
             cells flat or nested per cell). Nothing changes if they are invalid.
         """
+        if states is None and self._states_deferred and not self.states:
+            return  # under a strategy before the first call: the states start out reset
         self._rnn.reset_state(states)
 
     reset_state = reset_states  # Keras 3's name
@@ -465,6 +506,23 @@ class RNN(tf_keras.layers.Layer):
         layer = cls(cell, **config)
         layer._num_constants = num_constants
         return layer
+
+
+def _replicas_outside_run() -> int:
+    """The replicas of the enclosing strategy when called outside its replicas, else 1."""
+    if not tf.distribute.has_strategy() or not tf.distribute.in_cross_replica_context():
+        return 1
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _global_batch(states: Sequence[tf.Variable]) -> Optional[int]:
+    """The global batch of a stateful layer's states (`None` before they exist)."""
+    if not states:
+        return None
+    replicas = 1
+    if isinstance(states[0], tf.distribute.DistributedValues):
+        replicas = states[0].distribute_strategy.num_replicas_in_sync  # one component each
+    return int(states[0].shape[0]) * replicas
 
 
 def _swap_batch_and_time(tensor: tf.Tensor) -> tf.Tensor:
