@@ -151,3 +151,22 @@ def fused_lstm(
         tf.convert_to_tensor(bias),
     )
     return outputs if return_sequences else last_output
+
+
+def probe(
+    cell: LSTMCell,
+    inputs: tf.Tensor,
+    initial_state: Optional[list[tf.Tensor]],
+    go_backwards: bool,
+    return_sequences: bool,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """What `fused_lstm` computes, unfused, with the largest |c| it reaches: `(output, max)`."""
+    if go_backwards:
+        inputs = tf.reverse(inputs, [1])
+    states = initial_state or list(zero_states(inputs, cell.units))
+    bias = cell.bias if cell.bias is not None else tf.zeros([4 * cell.units], inputs.dtype)
+    last, outputs, _, _, max_c = lstm_sequence(
+        inputs, *states, cell.kernel, cell.recurrent_kernel, bias, track_max_c=True
+    )
+    return (outputs if return_sequences else last), max_c
+

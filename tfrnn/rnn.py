@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -13,6 +13,7 @@ from tfrnn import dropout as dropout_lib
 from tfrnn import fused
 from tfrnn import gradients
 from tfrnn import state_spec
+from tfrnn import traced_calls
 from tfrnn import tracing
 from tfrnn import unroll as unroll_lib
 from tfrnn.cell import RNNCell
@@ -35,92 +36,6 @@ def as_cell(cell: Any) -> Any:
     if not isinstance(cell, RNNCell) and isinstance(foreign_cells, (list, tuple)):
         return StackedRNNCells(list(foreign_cells))
     return cell
-
-
-class _Functions:
-    """Holds the module's traced functions outside TensorFlow's object tracking.
-
-    A `tf.function` stored as a `tf.Module` attribute would be exported with every trace it
-    ever made; the exporter in `tfrnn.export` writes explicit signatures instead.
-
-    Eager calls go straight to a cached concrete function: `tf.function`'s argument matching
-    measured ~300 us per call here, more than a whole streaming step takes to run.
-    """
-
-    MAX_CACHED = 64
-
-    def __init__(self, run, jit_compile: bool, reduce_retracing: bool):
-        self.run = tf.function(
-            run, jit_compile=jit_compile, autograph=False, reduce_retracing=reduce_retracing
-        )
-        self._concrete: dict = {}
-
-    def __call__(self, inputs, mask, initial_state, constants, training):
-        # Under a strategy each replica needs its own trace (it reads its own components of
-        # the variables); tf.function keys its traces by the replica's context, this cache not.
-        if not tf.executing_eagerly() or tf.distribute.has_strategy():
-            return self.run(inputs, mask, initial_state, constants, training)
-
-        def spec(tensors):
-            return None if tensors is None else tuple((tuple(t.shape), t.dtype) for t in tensors)
-
-        key = (
-            tuple(inputs.shape),
-            inputs.dtype,
-            None if mask is None else tuple(mask.shape),
-            spec(initial_state),
-            spec(constants),
-            training,
-        )
-        concrete = self._concrete.get(key)
-        if concrete is None:
-            if len(self._concrete) >= self.MAX_CACHED:
-                self._concrete.clear()
-            concrete = self.run.get_concrete_function(
-                inputs, mask, initial_state, constants, training
-            )
-            self._concrete[key] = concrete
-        return concrete(inputs, mask, initial_state, constants, training)
-
-
-class _Mode(NamedTuple):
-    """How one traced function of an RNN runs (its own choice, or an export's)."""
-
-    jit_compile: bool
-    tflite: bool = False
-    fuse_lstm: bool = False
-    """TFLite: trace the composite LSTM function the converter fuses."""
-    probe_cell_state: bool = False
-    """TFLite check: the unfused LSTM loop, reporting its largest |c|."""
-    write_back: bool = True
-    """Stateful: write the final states to the state variables (not while streaming)."""
-    streaming: bool = False
-    """A `step` export: explicit states, and a masked step repeats the output state."""
-
-
-class _FunctionCache:
-    """The RNN's traced functions, one `_Functions` per `_Mode`, outside object tracking."""
-
-    def __init__(self, run, reduce_retracing: bool):
-        self._run = run
-        self._reduce_retracing = reduce_retracing
-        self._by_mode: dict = {}
-
-    def __call__(self, mode: _Mode) -> _Functions:
-        functions = self._by_mode.get(mode)
-        if functions is None:
-            run = self._run
-
-            def run_in_mode(inputs, mask, initial_state, constants, training):
-                return run(mode, inputs, mask, initial_state, constants, training)
-
-            functions = _Functions(
-                run_in_mode,
-                jit_compile=mode.jit_compile and not mode.tflite,
-                reduce_retracing=self._reduce_retracing,
-            )
-            self._by_mode[mode] = functions
-        return functions
 
 
 class RNN(tf.Module):
@@ -196,7 +111,7 @@ class RNN(tf.Module):
         )
         self._seeds: Optional[dropout_lib.SeedStream] = None
         self._feature_shape: Optional[tf.TensorShape] = None
-        self._functions = _FunctionCache(self._run_mode, reduce_retracing=not self.unroll)
+        self._functions = traced_calls.FunctionsByMode(self._run_mode, reduce_retracing=not self.unroll)
 
     # -- public surface ----------------------------------------------------------------------
 
@@ -288,7 +203,7 @@ class RNN(tf.Module):
             streamed = stream.next_initial_state()
             if streamed is not None:
                 initial_state = self._check_initial_state(streamed, inputs, "streamed states")
-        mode = self._mode(inputs, mask, stream is not None)
+        mode = traced_calls.choose_mode(self, inputs, mask, stream is not None)
         # Replicated states outside strategy.run (see tfrnn.distribute) live on several
         # devices, and an XLA cluster runs on one: they are gathered before the compiled
         # loop and scattered back after it.
@@ -535,33 +450,7 @@ class RNN(tf.Module):
 
     # -- the traced computation --------------------------------------------------------------
 
-    def _mode(self, inputs: tf.Tensor, mask: Optional[tf.Tensor], streaming: bool) -> _Mode:
-        """How this call runs: the RNN's own options, or those of an export in progress."""
-        options = tracing.current_options()
-        jit_compile = self.jit_compile if options.jit_compile is None else options.jit_compile
-        if not options.tflite:
-            return _Mode(jit_compile, write_back=not streaming, streaming=streaming)
-        # The fused op returns no final states and takes no mask: only RNNs whose states
-        # nobody reads can use it.
-        fusable = (
-            options.fuse_lstm
-            and composite_lstm.eligible(self.cell)
-            and mask is None
-            and not (self.stateful or self.return_state or streaming)
-            and inputs.shape[0] is not None
-            and self.length_buckets is None
-        )
-        return _Mode(
-            False,
-            tflite=True,
-            fuse_lstm=fusable and not options.probe_cell_state,
-            probe_cell_state=fusable and options.probe_cell_state,
-            # A probe only measures: it must not move a stateful model's states on.
-            write_back=not (streaming or options.probe_cell_state),
-            streaming=streaming,
-        )
-
-    def _run_mode(self, mode: _Mode, inputs, mask, initial_state, constants, training):
+    def _run_mode(self, mode: traced_calls.Mode, inputs, mask, initial_state, constants, training):
         """`(output, final_states, largest |c| or None)` of one call, as `mode` says."""
         if mode.fuse_lstm:
             output = composite_lstm.fused_lstm(
@@ -569,14 +458,10 @@ class RNN(tf.Module):
             )
             return output, [], None
         if mode.probe_cell_state:
-            sequence = tf.reverse(inputs, [1]) if self.go_backwards else inputs
-            states = initial_state or list(composite_lstm.zero_states(sequence, self.cell.units))
-            cell = self.cell
-            bias = cell.bias if cell.bias is not None else tf.zeros([4 * cell.units])
-            last, outputs, _, _, max_c = composite_lstm.lstm_sequence(
-                sequence, *states, cell.kernel, cell.recurrent_kernel, bias, track_max_c=True
+            output, max_c = composite_lstm.probe(
+                self.cell, inputs, initial_state, self.go_backwards, self.return_sequences
             )
-            return (outputs if self.return_sequences else last), [], max_c
+            return output, [], max_c
         if mode.tflite or mode.streaming:
             output, final_states = self._run_plain(
                 inputs, mask, initial_state, constants, mode.streaming
