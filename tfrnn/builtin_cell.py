@@ -40,11 +40,67 @@ class FusedSpec(NamedTuple):
     `elementwise_vjp(pres, prev_states, d_output, d_new_states) -> (d_pres, d_prev_states)`
     is its hand-written VJP where the cell has one (known activations); without it the
     fused loop differentiates `elementwise` with a local `GradientTape`.
+
+    A cell may instead have the forward pass keep its gate activations, so that the backward
+    pass need not recompute them: `saved(pres, prev_states)` is one `[batch, saved_width]`
+    tensor per step (XLA computes it together with `elementwise`), and
+    `saved_vjp(saved, prev_states, d_output, d_new_states) -> (d_pres, d_prev_states)`
+    differentiates from it. In both VJPs `d_output` and entries of `d_prev_states` may be
+    `None` for zeros. `output_state` is the index of the state the output always equals
+    (h), if any: the loop then does not carry the output separately.
     """
 
     projections: tuple[Projection, ...]
     elementwise: Callable[[list, list], tuple[tf.Tensor, list]]
     elementwise_vjp: Optional[Callable[[list, list, tf.Tensor, list], tuple[list, list]]] = None
+    saved: Optional[Callable[[list, list], tf.Tensor]] = None
+    saved_width: Optional[int] = None
+    saved_vjp: Optional[Callable[[list, list, Optional[tf.Tensor], list], tuple[list, list]]] = None
+    output_state: Optional[int] = None
+
+
+# d activation(x) / dx as a function of y = activation(x): the fused backward pass keeps the
+# activated gates, not their inputs. (y > 0 iff x > 0 for relu; 0 < y < 1 iff |x| < 2.5 for
+# tf-keras' hard_sigmoid.)
+_OUTPUT_DERIVATIVES: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
+    "tanh": lambda y: 1.0 - y * y,
+    "sigmoid": lambda y: y * (1.0 - y),
+    "linear": tf.ones_like,
+    "relu": lambda y: tf.cast(y > 0.0, y.dtype),
+    "hard_sigmoid": lambda y: tf.cast((y > 0.0) & (y < 1.0), y.dtype) * 0.2,
+}
+
+
+def output_derivative(name: Any) -> Optional[Callable[[tf.Tensor], tf.Tensor]]:
+    """`y -> activation'(x)` for an activation given by Keras name, else `None`."""
+    return _OUTPUT_DERIVATIVES.get(name) if isinstance(name, str) else None
+
+
+def in_xla_context() -> bool:
+    """Whether the code being traced will be compiled by XLA (a `jit_compile` function)."""
+    try:
+        from tensorflow.python.ops import control_flow_util  # no public equivalent
+    except ImportError:  # pragma: no cover - a TensorFlow without it: assume not
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+
+
+def _tanh_sigmoid(x: tf.Tensor) -> tf.Tensor:
+    return 0.5 * tf.tanh(0.5 * x) + 0.5
+
+
+def fused_activation(name: Any, activation: Callable[[tf.Tensor], tf.Tensor]):
+    """The activation for a fused loop's gate math.
+
+    Under XLA, `sigmoid` becomes `0.5 * tanh(x / 2) + 0.5`: XLA:CPU emits sigmoid as
+    `1 / (1 + exp(-x))`, an exp and a divide, and its tanh is cheaper (a bare LSTM loop
+    1x100x64x128: 0.77 -> 0.71 ms and 0.70 -> 0.65 ms in two runs; 32x100 with two chains
+    5.3 -> 4.7 ms). The values agree to 1.5e-7 (tf.sigmoid's own error is 1.4e-7). The
+    plain TensorFlow path keeps the single sigmoid op (one op instead of four per gate).
+    """
+    if name == "sigmoid" and in_xla_context():
+        return _tanh_sigmoid
+    return activation
 
 
 def dense(inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:

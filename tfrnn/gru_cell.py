@@ -14,7 +14,9 @@ from tfrnn.builtin_cell import (
     DropoutMasks,
     FusedSpec,
     Projection,
+    fused_activation,
     gated_recurrent_matmul,
+    output_derivative,
 )
 
 
@@ -92,12 +94,13 @@ class GRUCell(BuiltinCell):
             "reset_after": self.reset_after,
         }
 
-    def _gates_reset_after(self, projected_inputs, recurrent, h):
+    def _gates_reset_after(self, projected_inputs, recurrent, h, recurrent_activation=None):
         """The elementwise part of a `reset_after=True` step, from both projections."""
+        recurrent_activation = recurrent_activation or self.recurrent_activation
         x_z, x_r, x_h = tf.split(projected_inputs, 3, axis=-1)
         r_z, r_r, r_h = tf.split(recurrent, 3, axis=-1)
-        z = self.recurrent_activation(x_z + r_z)
-        r = self.recurrent_activation(x_r + r_r)
+        z = recurrent_activation(x_z + r_z)
+        r = recurrent_activation(x_r + r_r)
         candidate = self.activation(x_h + r * r_h)
         return z * h + (1.0 - z) * candidate
 
@@ -105,8 +108,12 @@ class GRUCell(BuiltinCell):
         if not self.reset_after:
             return None  # the reset gate multiplies h before its matmul: no such split
 
+        recurrent_activation = fused_activation(
+            self.recurrent_activation_name, self.recurrent_activation
+        )
+
         def elementwise(pres, states):
-            h = self._gates_reset_after(pres[0], pres[1], states[0])
+            h = self._gates_reset_after(pres[0], pres[1], states[0], recurrent_activation)
             return h, [h]
 
         input_bias = recurrent_bias = None
@@ -116,28 +123,30 @@ class GRUCell(BuiltinCell):
             Projection(((INPUTS, self.kernel),), input_bias),
             Projection(((STATE, self.recurrent_kernel),), recurrent_bias),
         )
-        d_act = activations.derivative(self.activation_name)
-        d_rec = activations.derivative(self.recurrent_activation_name)
+        d_act = output_derivative(self.activation_name)
+        d_rec = output_derivative(self.recurrent_activation_name)
         if d_act is None or d_rec is None:
-            return FusedSpec(projections, elementwise)
+            return FusedSpec(projections, elementwise, output_state=0)
 
+        # Unlike the LSTM's, keeping the activated gates measured slower here (GRU
+        # 32x100x64x128 training step 15.7 -> 17.3 ms): the forward pass then materializes
+        # them, and the backward's recomputation from the pre-activations is cheap.
         def elementwise_vjp(pres, states, d_output, d_new_states):
             h = states[0]
-            d_h = d_output + d_new_states[0]
+            d_h = d_new_states[0] if d_output is None else d_output + d_new_states[0]
             x_z, x_r, x_h = tf.split(pres[0], 3, axis=-1)
             r_z, r_r, r_h = tf.split(pres[1], 3, axis=-1)
-            pre_z, pre_r = x_z + r_z, x_r + r_r
-            z, r = self.recurrent_activation(pre_z), self.recurrent_activation(pre_r)
-            pre_candidate = x_h + r * r_h
-            candidate = self.activation(pre_candidate)
-            d_pre_z = d_h * (h - candidate) * d_rec(pre_z, z)
-            d_pre_candidate = d_h * (1.0 - z) * d_act(pre_candidate, candidate)
-            d_pre_r = d_pre_candidate * r_h * d_rec(pre_r, r)
+            z = recurrent_activation(x_z + r_z)
+            r = recurrent_activation(x_r + r_r)
+            candidate = self.activation(x_h + r * r_h)
+            d_pre_z = d_h * (h - candidate) * d_rec(z)
+            d_pre_candidate = d_h * (1.0 - z) * d_act(candidate)
+            d_pre_r = d_pre_candidate * r_h * d_rec(r)
             d_inputs = tf.concat([d_pre_z, d_pre_r, d_pre_candidate], -1)
             d_recurrent = tf.concat([d_pre_z, d_pre_r, d_pre_candidate * r], -1)
             return [d_inputs, d_recurrent], [d_h * z]
 
-        return FusedSpec(projections, elementwise, elementwise_vjp)
+        return FusedSpec(projections, elementwise, elementwise_vjp, output_state=0)
 
     def step(
         self,

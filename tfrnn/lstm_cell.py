@@ -15,7 +15,9 @@ from tfrnn.builtin_cell import (
     DropoutMasks,
     FusedSpec,
     Projection,
+    fused_activation,
     gated_recurrent_matmul,
+    output_derivative,
 )
 
 
@@ -51,29 +53,36 @@ def lstm_gates(
     return o * activation(c), c
 
 
-def lstm_gates_vjp(z, c_prev, d_h, d_c, activation, recurrent_activation, d_act, d_rec):
-    """The VJP of `lstm_gates`: `(d_z, d_c_prev)` from the gradients of the new h and c.
-
-    `d_act`/`d_rec` are the activations' derivatives as functions of `(x, activation(x))`.
-    """
+def lstm_activations(
+    z: tf.Tensor,
+    activation: Callable[[tf.Tensor], tf.Tensor],
+    recurrent_activation: Callable[[tf.Tensor], tf.Tensor],
+) -> tf.Tensor:
+    """The activated gates `[i, f, g, o]` `[batch, 4 * units]` from pre-activations `z`."""
     z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
-    i, f, g, o = (
-        recurrent_activation(z_i),
-        recurrent_activation(z_f),
-        activation(z_c),
-        recurrent_activation(z_o),
-    )
-    c = f * c_prev + i * g
-    activated_c = activation(c)
-    d_o = d_h * activated_c
-    d_c = d_c + d_h * o * d_act(c, activated_c)
-    d_z = tf.concat(
+    return tf.concat(
         [
-            d_c * g * d_rec(z_i, i),
-            d_c * c_prev * d_rec(z_f, f),
-            d_c * i * d_act(z_c, g),
-            d_o * d_rec(z_o, o),
+            recurrent_activation(z_i),
+            recurrent_activation(z_f),
+            activation(z_c),
+            recurrent_activation(z_o),
         ],
+        -1,
+    )
+
+
+def lstm_gates_vjp(gates, c_prev, d_h, d_c, activation, d_act, d_rec):
+    """The VJP of `lstm_gates` from the activated gates `[i, f, g, o]` (`lstm_activations`).
+
+    Returns `(d_z, d_c_prev)` from the gradients of the new h and c; only `activation(c)` is
+    recomputed. `d_act`/`d_rec` are the activations' derivatives as functions of their
+    outputs (`builtin_cell.output_derivative`).
+    """
+    i, f, g, o = tf.split(gates, 4, axis=-1)
+    activated_c = activation(f * c_prev + i * g)
+    d_c = d_c + d_h * o * d_act(activated_c)
+    d_z = tf.concat(
+        [d_c * g * d_rec(i), d_c * c_prev * d_rec(f), d_c * i * d_act(g), d_h * activated_c * d_rec(o)],
         -1,
     )
     return d_z, d_c * f
@@ -155,30 +164,39 @@ class LSTMCell(BuiltinCell):
         }
 
     def fused_spec(self) -> FusedSpec:
+        recurrent_activation = fused_activation(
+            self.recurrent_activation_name, self.recurrent_activation
+        )
+
         def elementwise(pres, states):
-            h, c = lstm_gates(pres[0], states[1], self.activation, self.recurrent_activation)
+            h, c = lstm_gates(pres[0], states[1], self.activation, recurrent_activation)
             return h, [h, c]
 
         terms = ((INPUTS, self.kernel), (STATE, self.recurrent_kernel))
-        d_act = activations.derivative(self.activation_name)
-        d_rec = activations.derivative(self.recurrent_activation_name)
+        projections = (Projection(terms, self.bias),)
+        d_act = output_derivative(self.activation_name)
+        d_rec = output_derivative(self.recurrent_activation_name)
         if d_act is None or d_rec is None:
-            return FusedSpec((Projection(terms, self.bias),), elementwise)
+            return FusedSpec(projections, elementwise, output_state=0)
 
-        def elementwise_vjp(pres, states, d_output, d_new_states):
+        def saved(pres, states):
+            return lstm_activations(pres[0], self.activation, recurrent_activation)
+
+        def saved_vjp(gates, states, d_output, d_new_states):
+            d_h = d_new_states[0] if d_output is None else d_output + d_new_states[0]
             d_z, d_c_prev = lstm_gates_vjp(
-                pres[0],
-                states[1],
-                d_output + d_new_states[0],
-                d_new_states[1],
-                self.activation,
-                self.recurrent_activation,
-                d_act,
-                d_rec,
+                gates, states[1], d_h, d_new_states[1], self.activation, d_act, d_rec
             )
-            return [d_z], [tf.zeros_like(states[0]), d_c_prev]
+            return [d_z], [None, d_c_prev]
 
-        return FusedSpec((Projection(terms, self.bias),), elementwise, elementwise_vjp)
+        return FusedSpec(
+            projections,
+            elementwise,
+            saved=saved,
+            saved_width=4 * self.units,
+            saved_vjp=saved_vjp,
+            output_state=0,
+        )
 
     def step(
         self,

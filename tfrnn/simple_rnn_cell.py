@@ -15,6 +15,7 @@ from tfrnn.builtin_cell import (
     FusedSpec,
     Projection,
     gated_recurrent_matmul,
+    output_derivative,
 )
 
 
@@ -61,16 +62,26 @@ class SimpleRNNCell(BuiltinCell):
             return h, [h]
 
         terms = ((INPUTS, self.kernel), (STATE, self.recurrent_kernel))
-        d_act = activations.derivative(self.activation_name)
+        projections = (Projection(terms, self.bias),)
+        d_act = output_derivative(self.activation_name)
         if d_act is None:
-            return FusedSpec((Projection(terms, self.bias),), elementwise)
+            return FusedSpec(projections, elementwise, output_state=0)
 
-        def elementwise_vjp(pres, states, d_output, d_new_states):
-            h = self.activation(pres[0])
-            d_z = (d_output + d_new_states[0]) * d_act(pres[0], h)
-            return [d_z], [tf.zeros_like(states[0])]
+        def saved(pres, states):
+            return self.activation(pres[0])
 
-        return FusedSpec((Projection(terms, self.bias),), elementwise, elementwise_vjp)
+        def saved_vjp(h, states, d_output, d_new_states):
+            d_h = d_new_states[0] if d_output is None else d_output + d_new_states[0]
+            return [d_h * d_act(h)], [None]
+
+        return FusedSpec(
+            projections,
+            elementwise,
+            saved=saved,
+            saved_width=self.units,
+            saved_vjp=saved_vjp,
+            output_state=0,
+        )
 
     def step(
         self,
