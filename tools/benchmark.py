@@ -45,6 +45,7 @@ STREAM_SHAPE = (1, 64, 256)  # batch, features, units
 MEMORY_SHAPE = (32, 1000, 64, 128)
 GATES = {"lstm": 4, "gru": 3}
 TOLERANCE = 1e-4
+PAUSE_BETWEEN_PEERS_S = 0.005
 
 
 # -- timing ---------------------------------------------------------------------------------
@@ -54,7 +55,12 @@ def _interleaved(peers: dict[str, Callable[[], Any]], repeats: int, inner: int) 
     """Round-robin timing: each repeat calls every peer `inner` times; seconds per call.
 
     The order rotates by one peer per repeat: measured here, whichever peer runs first in a
-    round (right after the slowest one) comes out 3-5% slower than it is.
+    round (right after the slowest one) comes out 3-5% slower than it is. Each peer's window
+    starts after a short busy pause: PyTorch's OpenMP threads keep spinning after its calls
+    and took a core from the peer timed next (tfrnn LSTM 32x100x64x128: 6.0 ms right after
+    PyTorch, 5.0 ms with a pause, 5.0 ms without PyTorch in the round). The pause spins
+    rather than sleeps: after a sleep every peer's batch-1 calls measured slower (the cores
+    clock down when idle).
     """
     samples = {name: [] for name in peers}
     names = list(peers)
@@ -62,11 +68,18 @@ def _interleaved(peers: dict[str, Callable[[], Any]], repeats: int, inner: int) 
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:
             fn = peers[name]
+            _spin(PAUSE_BETWEEN_PEERS_S)
             start = time.perf_counter()
             for _ in range(inner):
                 fn()
             samples[name].append((time.perf_counter() - start) / inner)
     return {name: np.array(values) for name, values in samples.items()}
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 def _first_call(fn: Callable[[], Any]) -> float:
