@@ -301,38 +301,101 @@ def _rows(times, first, errors, flops, peak) -> dict:
     return rows
 
 
+def _exported_step_peers(cell, features: int, state_count: int, workdir: str) -> dict:
+    """The `step` signature of the reloaded SavedModel and of the converted LiteRT model.
+
+    Both start from zero states and carry them from call to call, as a serving client does.
+    """
+    rnn = tfrnn.RNN(cell)
+    rnn.build([None, None, features])
+    export_dir = os.path.join(workdir, "savedmodel")
+    tfrnn.export.export_saved_model(rnn, export_dir, overwrite=True)
+    converted = tfrnn.tflite.convert(export_dir, None, signatures=["step"])
+    step = tf.saved_model.load(export_dir).signatures["step"]
+    runner = tfrnn.tflite.interpreter(converted.model_content).get_signature_runner("step")
+    zeros = {f"state_{i}": np.zeros([1, cell.units], np.float32) for i in range(state_count)}
+    saved_states = {k: tf.constant(v) for k, v in zeros.items()}
+    lite_states = dict(zeros)
+
+    def saved_step(x):
+        result = step(inputs=x, **saved_states)
+        saved_states.update({k: v for k, v in result.items() if k.startswith("state_")})
+        return result["outputs"].numpy()
+
+    def lite_step(x):
+        result = runner(inputs=x, **lite_states)
+        lite_states.update({k: v for k, v in result.items() if k.startswith("state_")})
+        return result["outputs"]
+
+    def reset():
+        saved_states.update({k: tf.constant(v) for k, v in zeros.items()})
+        lite_states.update(zeros)
+
+    return {"saved": saved_step, "lite": lite_step, "reset": reset}
+
+
 def bench_streaming(kind: str, repeats: int) -> dict:
     """One timestep, batch 1, state carried between calls: the serving case."""
+    import tempfile
+
     batch, features, units = STREAM_SHAPE
     x = np.random.default_rng(3).standard_normal([batch, 1, features]).astype(np.float32)
     x_tf = tf.constant(x)
     cell = _tfrnn_cell(kind, units)
     rnn = tfrnn.RNN(cell, stateful=True)
     rnn(x_tf)
+    rnn.reset_state()
     keras_layer = (tf_keras.layers.LSTM if kind == "lstm" else tf_keras.layers.GRU)(
         units, stateful=True
     )
     keras_layer(tf.zeros([batch, 1, features]))
     keras_layer.set_weights(cell.get_weights())
+    keras_layer.reset_states()
     keras_step = tf.function(lambda x: keras_layer(x))
+    workdir = tempfile.mkdtemp(prefix="tfrnn-benchmark-")
+    exported = _exported_step_peers(cell, features, 2 if kind == "lstm" else 1, workdir)
+    x_step = x[:, 0]
     calls = {
         "tfrnn (module from Python)": lambda: rnn(x_tf).numpy(),
+        "tfrnn SavedModel step (reloaded)": lambda: exported["saved"](x_step),
+        "tfrnn LiteRT step": lambda: exported["lite"](x_step),
         "tf-keras stateful (tf.function)": lambda: keras_step(x_tf).numpy(),
     }
     if torch is not None:
         module = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(features, units, batch_first=True)
+        w_ih, w_hh, b_ih, b_hh = _torch_weights(kind, *cell.get_weights())
+        with torch.no_grad():
+            module.weight_ih_l0.copy_(torch.tensor(w_ih))
+            module.weight_hh_l0.copy_(torch.tensor(w_hh))
+            module.bias_ih_l0.copy_(torch.tensor(b_ih))
+            module.bias_hh_l0.copy_(torch.tensor(b_hh))
         state = {"value": None}
         xt = torch.tensor(x)
 
         def torch_step():
             with torch.no_grad():
                 out, state["value"] = module(xt, state["value"])
-            return out
+            return out[:, -1].numpy()
 
         calls["pytorch (state carried)"] = torch_step
+    # The same two steps from zero states on every runtime give the same outputs.
+    outputs = {}
+    for name, fn in calls.items():
+        outputs[name] = [np.asarray(fn()).reshape(batch, units) for _ in range(2)]
+    outputs = {name: np.concatenate(pair) for name, pair in outputs.items()}
+    errors = _check(outputs, "tfrnn (module from Python)")
     first = {name: _first_call(fn) for name, fn in calls.items()}
     times = _interleaved(calls, repeats, 20)
-    return {name: {**_summary(s), "median_us": float(np.median(s) * 1e6), "first_call_s": first[name]} for name, s in times.items()}
+    exported["reset"]()
+    return {
+        name: {
+            **_summary(s),
+            "median_us": float(np.median(s) * 1e6),
+            "first_call_s": first[name],
+            "max_abs_error_vs_tfrnn": errors[name],
+        }
+        for name, s in times.items()
+    }
 
 
 def bench_buckets(kind: str) -> dict:
@@ -432,9 +495,12 @@ def markdown(report: dict) -> str:
                     )
         if "streaming" in sections:
             lines += ["", f"### {kind.upper()} streaming step (batch 1, 64 inputs, 256 units)", "",
-                      "| runtime | median us | p10-p90 ms |", "|---|---|---|"]
+                      "| runtime | median us | p10-p90 ms | max err |", "|---|---|---|---|"]
             for name, row in sections["streaming"].items():
-                lines.append(f"| {name} | {row['median_us']:.0f} | {row['p10_ms']:.3f}-{row['p90_ms']:.3f} |")
+                lines.append(
+                    f"| {name} | {row['median_us']:.0f} | {row['p10_ms']:.3f}-{row['p90_ms']:.3f} | "
+                    f"{row['max_abs_error_vs_tfrnn']:.1e} |"
+                )
         if "memory" in sections:
             lines += ["", f"### {kind.upper()} training-step peak memory {MEMORY_SHAPE}", ""]
             for name, row in sections["memory"].items():
