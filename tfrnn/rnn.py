@@ -484,100 +484,93 @@ class RNN(tf.Module):
         Where the cell's output is one of its states (tfrnn's built-in cells: h), that state
         is the last unmasked output, so the loop starts from it.
         """
-        adapter = self._adapter
-        dtype = adapter.compute_dtype(inputs.dtype)
-        if initial_state is not None:
-            states = list(initial_state)
-        elif self.stateful:
-            states = self._state_variables.read(dtype)
-        else:
-            # A static batch keeps the states' shapes static, which TFLite's builtins need
-            # (a dynamic one would need a shape-refining Identity, a Flex op).
-            batch = inputs.shape[0] if inputs.shape[0] is not None else tf.shape(inputs)[0]
-            states = adapter.initial_state(batch, dtype)
-        output_spec = tf.TensorSpec(
-            tf.TensorShape([inputs.shape[0]]).concatenate(adapter.output_shape), dtype
+        states = self._start_states(inputs, initial_state)
+        output_index = self._adapter.output_state_index
+        initial_output = None
+        if streaming and output_index is not None:
+            initial_output = states[output_index]
+        return self._loop(
+            inputs,
+            mask,
+            states,
+            constants,
+            None,
+            False,
+            unroll=inputs.shape[1] is not None and (self.unroll or inputs.shape[1] == 1),
+            dense_outputs=True,
+            initial_output=initial_output,
         )
+
+    def _start_states(self, inputs: tf.Tensor, initial_state: Optional[list]) -> list:
+        """The states a call starts from: given, stored (stateful), or the cell's initial ones.
+
+        A static batch keeps the initial states' shapes static, which TFLite's builtins need
+        (a dynamic one would need a shape-refining Identity, a Flex op).
+        """
+        dtype = self._adapter.compute_dtype(inputs.dtype)
+        if initial_state is not None:
+            return list(initial_state)
+        if self.stateful:
+            return self._state_variables.read(dtype)
+        batch = inputs.shape[0] if inputs.shape[0] is not None else tf.shape(inputs)[0]
+        return self._adapter.initial_state(batch, dtype)
+
+    def _output_spec(self, inputs: tf.Tensor) -> tf.TensorSpec:
+        adapter = self._adapter
+        return tf.TensorSpec(
+            tf.TensorShape([inputs.shape[0]]).concatenate(adapter.output_shape),
+            adapter.compute_dtype(inputs.dtype),
+        )
+
+    def _loop(self, inputs, mask, states, constants, sequence_constants, training, **options):
+        """The generic time loop over the cell (`tfrnn.unroll.rnn_loop` with `options`).
+
+        Built-in cells project the inputs of all steps with one matmul before the loop.
+        """
+        adapter = self._adapter
         if adapter.projects_inputs:
-            sequence = adapter.project_inputs(inputs)
+            sequence = adapter.project_inputs(inputs, sequence_constants)
 
             def step(x_t, prev_states):
-                return adapter.step_projected(x_t, prev_states)
+                return adapter.step_projected(x_t, prev_states, sequence_constants)
 
         else:
             sequence = inputs
 
             def step(x_t, prev_states):
-                return adapter.call_step(x_t, prev_states, constants=constants, training=False)
+                return adapter.call_step(
+                    x_t,
+                    prev_states,
+                    constants=constants,
+                    training=training,
+                    sequence_constants=sequence_constants,
+                )
 
-        output_index = adapter.output_state_index
-        initial_output = None
-        if streaming and output_index is not None:
-            initial_output = states[output_index]
         result = unroll_lib.rnn_loop(
             step,
             sequence,
             states,
-            output_spec=output_spec,
+            output_spec=self._output_spec(inputs),
             mask=mask,
             go_backwards=self.go_backwards,
-            unroll=inputs.shape[1] is not None and (self.unroll or inputs.shape[1] == 1),
             zero_output_for_mask=self.zero_output_for_mask,
             return_sequences=self.return_sequences,
-            dense_outputs=True,
-            initial_output=initial_output,
+            **options,
         )
         output = result.outputs if self.return_sequences else result.last_output
         return output, result.final_states
 
     def _run(self, inputs, mask, initial_state, constants, training):
         adapter = self._adapter
-        batch = tf.shape(inputs)[0]
-        dtype = adapter.compute_dtype(inputs.dtype)
-        if initial_state is not None:
-            states = list(initial_state)
-        elif self.stateful:
-            states = self._state_variables.read(dtype)
-        else:
-            states = adapter.initial_state(batch, dtype)
+        states = self._start_states(inputs, initial_state)
         seed = self._seeds.next() if adapter.needs_seed(training) else None
-        sequence_constants = adapter.sequence_constants(batch, training, seed)
-        output_spec = tf.TensorSpec(
-            tf.TensorShape([inputs.shape[0]]).concatenate(adapter.output_shape), dtype
-        )
+        sequence_constants = adapter.sequence_constants(tf.shape(inputs)[0], training, seed)
+        output_spec = self._output_spec(inputs)
 
         def loop(inputs, states, constants, sequence_constants):
-            if adapter.projects_inputs:
-                sequence = adapter.project_inputs(inputs, sequence_constants)
-
-                def step(x_t, prev_states):
-                    return adapter.step_projected(x_t, prev_states, sequence_constants)
-
-            else:
-                sequence = inputs
-
-                def step(x_t, prev_states):
-                    return adapter.call_step(
-                        x_t,
-                        prev_states,
-                        constants=constants,
-                        training=training,
-                        sequence_constants=sequence_constants,
-                    )
-
-            result = unroll_lib.rnn_loop(
-                step,
-                sequence,
-                states,
-                output_spec=output_spec,
-                mask=mask,
-                go_backwards=self.go_backwards,
-                unroll=self.unroll,
-                zero_output_for_mask=self.zero_output_for_mask,
-                return_sequences=self.return_sequences,
+            return self._loop(
+                inputs, mask, states, constants, sequence_constants, training, unroll=self.unroll
             )
-            output = result.outputs if self.return_sequences else result.last_output
-            return output, result.final_states
 
         fused_spec = None if self.unroll else adapter.fused_spec(sequence_constants)
         if fused_spec is not None:
