@@ -1,5 +1,6 @@
 """tf-keras twins of tfrnn cells, holding the same weights: the reference implementation."""
 
+import tensorflow as tf
 import tf_keras
 
 import tfrnn
@@ -44,3 +45,25 @@ def twin_cells(kind, units, features, **options):
 
 def _extra(kind):
     return {"reset_after": False} if kind == "gru_reset_before" else {}
+
+
+class MinimalRNNCell(tf_keras.layers.Layer):
+    """The Keras docs' example cell (`MinimalRNNCell`), as a tf-keras layer."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], self.units), initializer="uniform", name="kernel"
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, self.units), initializer="uniform", name="recurrent_kernel"
+        )
+        self.built = True
+
+    def call(self, inputs, states):
+        output = tf.matmul(inputs, self.kernel) + tf.matmul(states[0], self.recurrent_kernel)
+        return output, [output]

@@ -14,6 +14,7 @@ import tf_keras
 
 import tfrnn
 from conftest import assert_close, random_array, random_mask
+from keras_twins import MinimalRNNCell
 from matrix import all_pairs, case_id
 
 BATCH, TIME, FEATURES, UNITS = 3, 5, 4, 6
@@ -24,28 +25,6 @@ NAMESAKES = {
     "gru_reset_before": (tfrnn.keras.GRU, tf_keras.layers.GRU, {"reset_after": False}),
 }
 KINDS = tuple(NAMESAKES) + ("stacked", "minimal")
-
-
-class MinimalRNNCell(tf_keras.layers.Layer):
-    """The Keras docs' example cell, as a tf-keras layer."""
-
-    def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-        self.state_size = units
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight(
-            shape=(input_shape[-1], self.units), initializer="uniform", name="kernel"
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(self.units, self.units), initializer="uniform", name="recurrent_kernel"
-        )
-        self.built = True
-
-    def call(self, inputs, states):
-        output = tf.matmul(inputs, self.kernel) + tf.matmul(states[0], self.recurrent_kernel)
-        return output, [output]
 
 
 def twin_layers(kind, **options):

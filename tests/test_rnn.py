@@ -7,7 +7,7 @@ import tf_keras
 
 import tfrnn
 from conftest import assert_close, call_in, random_array, random_mask
-from keras_twins import CELL_KINDS, twin_cells
+from keras_twins import CELL_KINDS, MinimalRNNCell, twin_cells
 from matrix import all_pairs, case_id
 
 BATCH, TIME, FEATURES, UNITS = 3, 5, 4, 6
@@ -253,30 +253,6 @@ def test_high_dimensional_state_from_a_plain_module():
     assert state.shape == [BATCH, 2, 3]
     assert_close(state, expected, 1e-5)
     assert_close(output, expected.reshape(BATCH, 6), 1e-5)
-
-
-class MinimalRNNCell(tf_keras.layers.Layer):
-    """The Keras docs' example cell, as a tf-keras layer."""
-
-    def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-        self.state_size = units
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight(
-            shape=(input_shape[-1], self.units), initializer="uniform", name="kernel"
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(self.units, self.units), initializer="uniform", name="recurrent_kernel"
-        )
-        self.built = True
-
-    def call(self, inputs, states):
-        prev_output = states[0]
-        h = tf.matmul(inputs, self.kernel)
-        output = h + tf.matmul(prev_output, self.recurrent_kernel)
-        return output, [output]
 
 
 @pytest.mark.parametrize("stacked", [False, True], ids=["single", "stacked"])
