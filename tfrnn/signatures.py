@@ -161,6 +161,12 @@ class ModelSignatures:
             raise ValueError(f"the model's stateful RNNs hold states for different batch sizes {sorted(sizes)}")
         return sizes.pop() if sizes else None
 
+    def _sequence_specs(self, batch: Optional[int]) -> list[tf.TensorSpec]:
+        """`inputs` `[batch, None, ...]` (and `mask` `[batch, None]`) of a whole sequence."""
+        shape = [batch] + self.input_spec.shape[1:].as_list()
+        spec = tf.TensorSpec(shape, self.input_spec.dtype, name="inputs")
+        return [spec] + ([self.mask_spec(batch)] if self.mask else [])
+
     def _grouped(self, flat: Sequence[tf.Tensor]) -> list[list[tf.Tensor]]:
         groups, offset = [], 0
         for record in self.records:
@@ -173,8 +179,7 @@ class ModelSignatures:
 
     def serving_default(self, options: tracing.TraceOptions, batch: Optional[int] = None) -> Callable:
         """The full-sequence function, a `tf.function` with its input signature."""
-        spec = tf.TensorSpec([batch] + self.input_spec.shape[1:].as_list(), self.input_spec.dtype, name="inputs")
-        specs = [spec] + ([self.mask_spec(batch)] if self.mask else [])
+        specs = self._sequence_specs(batch)
 
         def serving_default(inputs, mask=None):
             records: list = []
@@ -193,8 +198,7 @@ class ModelSignatures:
         `options` must have `probe_cell_state=True`; the result is
         `{"max_abs_cell_state": [num_fused_lstms]}` (empty if none would fuse).
         """
-        spec = tf.TensorSpec([batch] + self.input_spec.shape[1:].as_list(), self.input_spec.dtype, name="inputs")
-        specs = [spec] + ([self.mask_spec(batch)] if self.mask else [])
+        specs = self._sequence_specs(batch)
 
         def probe(inputs, mask=None):
             records: list = []
