@@ -9,7 +9,7 @@ peer's speed-up over tf-keras, throughput as a fraction of this machine's measur
 large-matmul peak, and first-call (trace + compile) time; writes Markdown and JSON.
 
     python tools/benchmark.py            # full run
-    python tools/benchmark.py --quick    # under 2 minutes
+    python tools/benchmark.py --quick    # under 2 minutes: fewer shapes and repeats, no unroll
 
 PyTorch is optional (`pip install torch==2.13.0`); it is never a tfrnn dependency.
 """
@@ -131,16 +131,16 @@ def _torch_weights(kind: str, kernel, recurrent_kernel, bias):
     return reorder(kernel).T, reorder(recurrent_kernel).T, reorder(bias[0]), reorder(bias[1])
 
 
-def build_peers(kind: str, shape: tuple, stateful_batch: Optional[int] = None) -> dict:
-    """`{name: (forward(x), variables, model)}` for every peer, all holding the same weights."""
+def build_peers(kind: str, shape: tuple, stateful_batch: Optional[int] = None, unroll: bool = True) -> dict:
+    """`{name: (forward(x), variables, model)}` for every peer, all holding the same weights.
+
+    `unroll=False` leaves out tfrnn's unrolled path (its first call compiles for 5-7 s).
+    """
     _, timesteps, features, units = shape
     cell = _tfrnn_cell(kind, units)
     peers = {}
-    for name, options in (
-        ("tfrnn", {}),
-        ("tfrnn unroll", {"unroll": True}),
-        ("tfrnn no-XLA", {"jit_compile": False}),
-    ):
+    paths = [("tfrnn", {}), ("tfrnn unroll", {"unroll": True}), ("tfrnn no-XLA", {"jit_compile": False})]
+    for name, options in paths if unroll else [p for p in paths if p[0] != "tfrnn unroll"]:
         peer_cell = _tfrnn_cell(kind, units)
         rnn = tfrnn.RNN(peer_cell, **options)
         rnn.build([None, timesteps, features])
@@ -201,11 +201,11 @@ def _check(outputs: dict, reference: str) -> dict:
 # -- scenarios -------------------------------------------------------------------------------
 
 
-def bench_inference(kind: str, shape: tuple, repeats: int, peak: float) -> dict:
+def bench_inference(kind: str, shape: tuple, repeats: int, peak: float, unroll: bool = True) -> dict:
     batch, timesteps, features, units = shape
     x = np.random.default_rng(1).standard_normal([batch, timesteps, features]).astype(np.float32)
     x_tf = tf.constant(x)
-    peers = build_peers(kind, shape)
+    peers = build_peers(kind, shape, unroll=unroll)
     calls, outputs, first = {}, {}, {}
     for name, (model, _) in peers.items():
         if name == "pytorch":
@@ -226,13 +226,13 @@ def bench_inference(kind: str, shape: tuple, repeats: int, peak: float) -> dict:
     return _rows(times, first, errors, flops, peak)
 
 
-def bench_training(kind: str, shape: tuple, repeats: int, peak: float) -> dict:
+def bench_training(kind: str, shape: tuple, repeats: int, peak: float, unroll: bool = True) -> dict:
     batch, timesteps, features, units = shape
     rng = np.random.default_rng(2)
     x = rng.standard_normal([batch, timesteps, features]).astype(np.float32)
     y = rng.standard_normal([batch, units]).astype(np.float32)
     x_tf, y_tf = tf.constant(x), tf.constant(y)
-    peers = build_peers(kind, shape)
+    peers = build_peers(kind, shape, unroll=unroll)
     calls, grads, first = {}, {}, {}
     for name, (model, variables) in peers.items():
         if name == "pytorch":
@@ -532,7 +532,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if torch is not None:
         torch.set_num_threads(os.cpu_count())
         torch_threads = torch.get_num_threads()
-    repeats = args.repeats or (7 if args.quick else 25)
+    repeats = args.repeats or (9 if args.quick else 25)
     peak = matmul_peak_gflops()
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -546,9 +546,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         shapes = INFERENCE_SHAPES[:2] if args.quick else INFERENCE_SHAPES
         for shape in shapes:
             print(f"{kind} inference {shape} ...", flush=True)
-            sections["inference"][str(shape)] = bench_inference(kind, shape, repeats, peak)
+            sections["inference"][str(shape)] = bench_inference(kind, shape, repeats, peak, not args.quick)
         print(f"{kind} training {TRAIN_SHAPE} ...", flush=True)
-        sections["training"][str(TRAIN_SHAPE)] = bench_training(kind, TRAIN_SHAPE, repeats, peak)
+        sections["training"][str(TRAIN_SHAPE)] = bench_training(kind, TRAIN_SHAPE, repeats, peak, not args.quick)
         print(f"{kind} streaming ...", flush=True)
         sections["streaming"] = bench_streaming(kind, repeats)
         if not args.quick:
