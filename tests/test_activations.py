@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from tfrnn import activations
+from tfrnn._core import activations
 
 
 @pytest.mark.parametrize("name", sorted(activations._BY_NAME))

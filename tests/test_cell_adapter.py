@@ -7,7 +7,7 @@ import tf_keras
 
 import tfrnn
 from conftest import assert_close, random_array
-from tfrnn.cell_adapter import CellAdapter
+from tfrnn._core.cell_adapter import CellAdapter
 
 
 class CallOnly:

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import tfrnn
-from tfrnn import composite_lstm
+from tfrnn._deploy import composite_lstm
 from conftest import assert_close, random_array
 from numpy_cells import lstm_step
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 import distribute_cases as cases
 import tfrnn
-from tfrnn import distribute
+from tfrnn._core import distribute
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNNER = ROOT / "tests" / "distribute_run.py"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrnn import dropout
+from tfrnn._core import dropout
 
 
 def test_masks_are_inverted_dropout_with_the_given_rate():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrnn import initializers
+from tfrnn._core import initializers
 
 
 def _draw(name, shape, seed=0):

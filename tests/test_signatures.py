@@ -6,12 +6,11 @@ import tensorflow as tf
 import tf_keras
 
 import tfrnn
-from tfrnn import tracing
-from tfrnn.signatures import ModelSignatures
+from tfrnn._deploy.signatures import ModelSignatures, TraceOptions
 from conftest import assert_close, random_array, random_mask
 
 BATCH, TIME, FEATURES = 3, 5, 2
-PLAIN = tracing.TraceOptions(jit_compile=False)
+PLAIN = TraceOptions(jit_compile=False)
 
 
 class TwoLayers(tf.Module):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrnn import state_spec
+from tfrnn._core import state_spec
 
 
 @pytest.mark.parametrize(

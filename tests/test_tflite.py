@@ -5,7 +5,9 @@ import pytest
 import tensorflow as tf
 
 import tfrnn
-from tfrnn import composite_lstm, export, tflite
+from tfrnn._deploy import composite_lstm
+from tfrnn import export
+from tfrnn import tflite
 from conftest import assert_close, random_array, random_mask
 from matrix import all_pairs, case_id
 

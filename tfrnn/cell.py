@@ -8,9 +8,9 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfrnn import initializers
-from tfrnn.dropout import SeedStream
-from tfrnn import state_spec
+from tfrnn._core import initializers
+from tfrnn._core.dropout import SeedStream
+from tfrnn._core import state_spec
 
 class RNNCell(tf.Module):
     """Base class for recurrent cells: one timestep of a recurrence, as a `tf.Module`.
@@ -93,9 +93,14 @@ class RNNCell(tf.Module):
         regularizer: Optional[Callable[[tf.Tensor], tf.Tensor]] = None,
         constraint: Optional[Callable[[tf.Tensor], tf.Tensor]] = None,
     ) -> tf.Variable:
-        """Creates a variable of this cell, eagerly even when called while tracing a function."""
+        """Creates a variable of this cell, eagerly even when called while tracing a function.
+
+        The variable is named `<scope>/<cell name>/<name>` after the name scope the cell is
+        built in, as Keras names a layer's weights (`lstm/lstm_cell/kernel:0` inside a
+        Keras layer named `lstm`), not after the scope the cell was created in.
+        """
         initializers.check(initializer, f"initializer of {name}")
-        with tf.init_scope(), self.name_scope:
+        with tf.init_scope(), tf.name_scope(self.name):
             value = initializers.initial_value(initializer, shape, self.dtype, self.rng)
             variable = tf.Variable(value, name=name, trainable=trainable, constraint=constraint)
         if regularizer is not None:
@@ -186,10 +191,7 @@ class RNNCell(tf.Module):
         """Zeros of shape `[batch_size, *state_shape]` for every state."""
         dtype = tf.as_dtype(dtype or self.dtype)
         shapes = state_spec.flat_state_shapes(self.state_size, type(self).__name__)
-        if isinstance(batch_size, (int, np.integer)):
-            # A static batch gives statically shaped zeros (TFLite's builtins need that).
-            return [tf.zeros([int(batch_size)] + shape.as_list(), dtype) for shape in shapes]
-        return [tf.zeros(tf.concat([[batch_size], shape.as_list()], 0), dtype) for shape in shapes]
+        return state_spec.zeros(shapes, batch_size, dtype)
 
 
 def _idempotent_build(build):

@@ -36,11 +36,10 @@ from typing import Any, Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from tfrnn import composite_lstm
-from tfrnn import serving_warmup
-from tfrnn import tracing
+from tfrnn._deploy import composite_lstm
+from tfrnn._deploy import warmup as warmup_lib
 from tfrnn.rnn import RNN
-from tfrnn.signatures import ModelSignatures, call_model, split_result, state_name
+from tfrnn._deploy.signatures import ModelSignatures, TraceOptions, call_model, split_result, state_name
 
 METADATA_FILE = "tfrnn_export.json"
 SAMPLES_FILE = "tfrnn_samples.npz"
@@ -200,7 +199,7 @@ def _traced_functions(
 ) -> tuple[dict, dict]:
     """`(serving signatures, TFLite functions)` as concrete functions."""
     batch = signatures.stateful_batch()
-    serving = tracing.TraceOptions(jit_compile=jit_compile)
+    serving = TraceOptions(jit_compile=jit_compile)
     functions = {"serving_default": signatures.serving_default(serving, batch)}
     if step:
         functions["step"] = signatures.step(serving)
@@ -210,12 +209,12 @@ def _traced_functions(
     concrete = {name: fn.get_concrete_function() for name, fn in functions.items()}
     lite = {}
     if tflite_batch is not None:
-        options = tracing.TraceOptions(jit_compile=False, tflite=True, fuse_lstm=fuse_lstm)
-        probe = tracing.TraceOptions(jit_compile=False, tflite=True, fuse_lstm=True, probe_cell_state=True)
+        options = TraceOptions(jit_compile=False, tflite=True, fuse_lstm=fuse_lstm)
+        probe = TraceOptions(jit_compile=False, tflite=True, fuse_lstm=True, probe_cell_state=True)
         lite["serving_default"] = signatures.serving_default(options, tflite_batch)
         if fuse_lstm and any(composite_lstm.eligible(getattr(r.rnn, "cell", None)) for r in signatures.records):
             # For models whose LSTMs the fused op's cell clip would change (tfrnn.tflite).
-            unfused = tracing.TraceOptions(jit_compile=False, tflite=True, fuse_lstm=False)
+            unfused = TraceOptions(jit_compile=False, tflite=True, fuse_lstm=False)
             lite["serving_default_unfused"] = signatures.serving_default(unfused, tflite_batch)
         lite["probe"] = signatures.probe(probe, tflite_batch)
         if step:
@@ -391,8 +390,8 @@ def export_saved_model(
             samples["mask"] = sample_mask
         np.savez(os.path.join(extra, SAMPLES_FILE), **samples)
         if warmup:
-            serving_warmup.write_warmup_file(
-                os.path.join(extra, serving_warmup.WARMUP_FILE),
+            warmup_lib.write_warmup_file(
+                os.path.join(extra, warmup_lib.WARMUP_FILE),
                 model_name,
                 _warmup_requests(signatures, sample_inputs, sample_mask, step),
             )

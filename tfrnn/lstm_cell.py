@@ -6,16 +6,16 @@ from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
-from tfrnn import activations
-from tfrnn import initializers
-from tfrnn.builtin_cell import (
+from tfrnn._core import activations
+from tfrnn._core import initializers
+from tfrnn._core.builtin_cell import (
     INPUTS,
     STATE,
     BuiltinCell,
     DropoutMasks,
-    FusedSpec,
+    FastLoopSpec,
     Projection,
-    fused_activation,
+    fast_activation,
     gated_recurrent_matmul,
     output_derivative,
 )
@@ -163,8 +163,8 @@ class LSTMCell(BuiltinCell):
             "unit_forget_bias": self.unit_forget_bias,
         }
 
-    def fused_spec(self) -> FusedSpec:
-        recurrent_activation = fused_activation(
+    def fast_loop_spec(self) -> FastLoopSpec:
+        recurrent_activation = fast_activation(
             self.recurrent_activation_name, self.recurrent_activation
         )
 
@@ -177,7 +177,7 @@ class LSTMCell(BuiltinCell):
         d_act = output_derivative(self.activation_name)
         d_rec = output_derivative(self.recurrent_activation_name)
         if d_act is None or d_rec is None:
-            return FusedSpec(projections, elementwise, output_state=0)
+            return FastLoopSpec(projections, elementwise, output_state=0)
 
         def saved(pres, states):
             return lstm_activations(pres[0], self.activation, recurrent_activation)
@@ -189,7 +189,7 @@ class LSTMCell(BuiltinCell):
             )
             return [d_z], [None, d_c_prev]
 
-        return FusedSpec(
+        return FastLoopSpec(
             projections,
             elementwise,
             saved=saved,

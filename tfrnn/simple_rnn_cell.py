@@ -6,13 +6,13 @@ from typing import Optional
 
 import tensorflow as tf
 
-from tfrnn import activations
-from tfrnn.builtin_cell import (
+from tfrnn._core import activations
+from tfrnn._core.builtin_cell import (
     INPUTS,
     STATE,
     BuiltinCell,
     DropoutMasks,
-    FusedSpec,
+    FastLoopSpec,
     Projection,
     gated_recurrent_matmul,
     output_derivative,
@@ -56,7 +56,7 @@ class SimpleRNNCell(BuiltinCell):
             "activation": self.activation_name,
         }
 
-    def fused_spec(self) -> FusedSpec:
+    def fast_loop_spec(self) -> FastLoopSpec:
         def elementwise(pres, states):
             h = self.activation(pres[0])
             return h, [h]
@@ -65,7 +65,7 @@ class SimpleRNNCell(BuiltinCell):
         projections = (Projection(terms, self.bias),)
         d_act = output_derivative(self.activation_name)
         if d_act is None:
-            return FusedSpec(projections, elementwise, output_state=0)
+            return FastLoopSpec(projections, elementwise, output_state=0)
 
         def saved(pres, states):
             return self.activation(pres[0])
@@ -74,7 +74,7 @@ class SimpleRNNCell(BuiltinCell):
             d_h = d_new_states[0] if d_output is None else d_output + d_new_states[0]
             return [d_h * d_act(h)], [None]
 
-        return FusedSpec(
+        return FastLoopSpec(
             projections,
             elementwise,
             saved=saved,

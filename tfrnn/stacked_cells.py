@@ -6,9 +6,10 @@ from typing import Any, Optional, Sequence
 
 import tensorflow as tf
 
-from tfrnn import dropout as dropout_lib
+from tfrnn._core import dropout as dropout_lib
+from tfrnn._core import variables as variables_lib
 from tfrnn.cell import RNNCell
-from tfrnn.cell_adapter import CellAdapter
+from tfrnn._core.cell_adapter import CellAdapter
 
 
 class StackedRNNCells(RNNCell):
@@ -85,7 +86,7 @@ class StackedRNNCells(RNNCell):
             seed = self.seed_stream.next()
         seed = tf.cast(seed, tf.int64)
         return [
-            adapter.sequence_constants(
+            adapter.sequence_dropout(
                 batch_size, training, dropout_lib.fold_in(seed, index)
             )
             for index, adapter in enumerate(self.adapters)
@@ -94,13 +95,7 @@ class StackedRNNCells(RNNCell):
     @property
     def trainable_variables(self) -> tuple[tf.Variable, ...]:
         """All cells' trainable variables, bottom cell first (Keras 3 cells' included)."""
-        found, known = [], set()
-        for adapter in self.adapters:
-            for variable in adapter.trainable_variables():
-                if variable.ref() not in known:
-                    known.add(variable.ref())
-                    found.append(variable)
-        return tuple(found)
+        return tuple(variables_lib.unique(v for a in self.adapters for v in a.trainable_variables()))
 
     def regularization_losses(self) -> list[tf.Tensor]:
         losses = []
@@ -119,7 +114,7 @@ class StackedRNNCells(RNNCell):
                 list(states[offset : offset + count]),
                 constants=constants if adapter.accepts_constants else None,
                 training=training,
-                sequence_constants=dropout_masks[index] if dropout_masks else None,
+                sequence_dropout=dropout_masks[index] if dropout_masks else None,
             )
             new_states.extend(cell_states)
             offset += count

@@ -38,8 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrnn import export as export_lib
-from tfrnn import tracing
-from tfrnn.signatures import ModelSignatures, state_name
+from tfrnn._deploy.signatures import ModelSignatures, TraceOptions, state_name
 
 FUSED_LSTM_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 QUANTIZATIONS = (None, "float16", "dynamic_int8")
@@ -91,9 +90,9 @@ def _from_model(model, input_spec, mask, batch_size, step: Optional[bool]) -> _S
     if step is None:
         step = signatures.streamable
     batch = signatures.stateful_batch() or (None if batch_size is None else int(batch_size))
-    fused = tracing.TraceOptions(jit_compile=False, tflite=True, fuse_lstm=True)
-    unfused = tracing.TraceOptions(jit_compile=False, tflite=True, fuse_lstm=False)
-    probe = tracing.TraceOptions(jit_compile=False, tflite=True, fuse_lstm=True, probe_cell_state=True)
+    fused = TraceOptions(jit_compile=False, tflite=True, fuse_lstm=True)
+    unfused = TraceOptions(jit_compile=False, tflite=True, fuse_lstm=False)
+    probe = TraceOptions(jit_compile=False, tflite=True, fuse_lstm=True, probe_cell_state=True)
     functions = {
         "serving_default": signatures.serving_default(fused, batch),
         "serving_default_unfused": signatures.serving_default(unfused, batch),

@@ -12,9 +12,9 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 
-from tfrnn import dropout as dropout_lib
-from tfrnn import initializers
-from tfrnn import state_spec
+from tfrnn._core import dropout as dropout_lib
+from tfrnn._core import initializers
+from tfrnn._core import state_spec
 from tfrnn.cell import RNNCell
 
 # Per-sequence dropout masks of a built-in cell: (input masks, recurrent masks), each a list.
@@ -31,15 +31,15 @@ class Projection(NamedTuple):
     bias: Any
 
 
-class FusedSpec(NamedTuple):
-    """A step split into matmuls and elementwise math, for `tfrnn.fused.fused_rnn`.
+class FastLoopSpec(NamedTuple):
+    """A step split into matmuls and elementwise math, for the fast loop (`_core.fast_loop`).
 
     The step is `pres = [projection(x_t, h) for projection in projections]`, then
     `output, new_states = elementwise(pres, prev_states)`, where `elementwise` has no
     matmul (so its VJP is cheap, and the matmul gradients can be batched over time).
     `elementwise_vjp(pres, prev_states, d_output, d_new_states) -> (d_pres, d_prev_states)`
     is its hand-written VJP where the cell has one (known activations); without it the
-    fused loop differentiates `elementwise` with a local `GradientTape`.
+    fast loop differentiates `elementwise` with a local `GradientTape`.
 
     A cell may instead have the forward pass keep its gate activations, so that the backward
     pass need not recompute them: `saved(pres, prev_states)` is one `[batch, saved_width]`
@@ -59,7 +59,7 @@ class FusedSpec(NamedTuple):
     output_state: Optional[int] = None
 
 
-# d activation(x) / dx as a function of y = activation(x): the fused backward pass keeps the
+# d activation(x) / dx as a function of y = activation(x): the fast loop's backward pass keeps the
 # activated gates, not their inputs. (y > 0 iff x > 0 for relu; 0 < y < 1 iff |x| < 2.5 for
 # tf-keras' hard_sigmoid.)
 _OUTPUT_DERIVATIVES: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
@@ -89,8 +89,8 @@ def _tanh_sigmoid(x: tf.Tensor) -> tf.Tensor:
     return 0.5 * tf.tanh(0.5 * x) + 0.5
 
 
-def fused_activation(name: Any, activation: Callable[[tf.Tensor], tf.Tensor]):
-    """The activation for a fused loop's gate math.
+def fast_activation(name: Any, activation: Callable[[tf.Tensor], tf.Tensor]):
+    """The activation for the fast loop's gate math.
 
     Under XLA, `sigmoid` becomes `0.5 * tanh(x / 2) + 0.5`: XLA:CPU emits sigmoid as
     `1 / (1 + exp(-x))`, an exp and a divide, and its tanh is cheaper (a bare LSTM loop
@@ -358,18 +358,22 @@ class BuiltinCell(RNNCell):
         """One step from projected inputs `[batch, gates * units]`."""
         raise TypeError(f"{type(self).__name__} must implement step()")
 
-    def fused_spec(self) -> Optional[FusedSpec]:
+    def fast_loop_spec(self) -> Optional[FastLoopSpec]:
         """The step as matmuls + elementwise math, or `None` if it does not split so."""
         return None
 
-    def fused_dropout_ok(self, dropout_masks: Optional[DropoutMasks]) -> bool:
-        """Whether the fused path can apply these masks (one input mask, no recurrent)."""
-        return not dropout_masks or (not dropout_masks[1] and len(dropout_masks[0]) <= 1)
+    def fast_loop_ok(self, training: bool) -> bool:
+        """Whether the fast loop can apply this call's dropout: no recurrent masks.
+
+        Without `recurrent_dropout` a call draws at most one input mask, which the fast loop
+        applies to the inputs before it runs; with it, per-gate masks on both sides.
+        """
+        return not (self.uses_dropout(training) and self.recurrent_dropout > 0.0)
 
     def apply_input_dropout(
         self, inputs: tf.Tensor, dropout_masks: Optional[DropoutMasks]
     ) -> tf.Tensor:
-        """`inputs * mask` for the single per-sequence input mask (the fused path)."""
+        """`inputs * mask` for the single per-sequence input mask (the fast loop's)."""
         if not dropout_masks or not dropout_masks[0]:
             return inputs
         return inputs * broadcast_mask(dropout_masks[0][0], inputs)

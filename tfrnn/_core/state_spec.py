@@ -53,9 +53,14 @@ def flat_state_shapes(state_size: Any, owner: str = "cell") -> list[tf.TensorSha
     return [_entry_shape(state_size, owner)]
 
 
-def is_multiple_state(state_size: Any) -> bool:
-    """Whether `state_size` lists several states (Keras passes states as a list either way)."""
-    return isinstance(state_size, (list, tuple))
+def zeros(shapes: Sequence[tf.TensorShape], batch_size: Any, dtype: tf.DType) -> list[tf.Tensor]:
+    """Zero states `[batch_size, *shape]` for `shapes`; a static batch keeps them static.
+
+    TFLite's builtin ops need the static shapes a Python int batch gives.
+    """
+    if isinstance(batch_size, (int, np.integer)):
+        return [tf.zeros([int(batch_size)] + shape.as_list(), dtype) for shape in shapes]
+    return [tf.zeros(tf.concat([[batch_size], shape.as_list()], 0), dtype) for shape in shapes]
 
 
 def describe(value: Any) -> str:

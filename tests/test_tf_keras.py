@@ -511,7 +511,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for name, entry in report.items():
         assert entry["error"] == 0.0, name
-        assert {"tfrnn.keras.RNN", "tfrnn.keras.GRU"} <= set(entry["classes"]), name
+        assert {"tfrnn.tf_keras.layers.RNN", "tfrnn.tf_keras.layers.GRU"} <= set(entry["classes"]), name
 
 
 # -- bad input: a ValueError/TypeError naming the argument, expected vs. received ------------

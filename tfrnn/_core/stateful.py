@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
-from tfrnn import distribute
+from tfrnn._core import distribute
 
 
 class _StateList(tf.Module):
@@ -140,6 +140,66 @@ class StateVariables(tf.Module):
                 "or a first call) under strategy.scope() so that each replica gets its own"
             )
         return None
+
+    def ensure(
+        self,
+        batch: Optional[int],
+        initial_state: Callable[[int], list],
+        values: Optional[Sequence[tf.Tensor]] = None,
+    ) -> None:
+        """Creates the variables for a call's static `batch`, unless they exist.
+
+        Args:
+          batch: the batch a call (or `build`, or `reset_state(states=...)`) has here.
+          initial_state: `batch -> states`, the cell's initial states (zeros by default).
+          values: the states to start from instead.
+
+        Raises:
+          ValueError: for an unknown batch, or a global batch that does not divide among
+            the strategy's replicas.
+        """
+        if self.created:
+            return
+        if batch is None:
+            raise ValueError(
+                "a stateful RNN needs a static batch size, got inputs with an unknown batch "
+                "size; give the batch in the input shape (e.g. a tf.function input_signature "
+                "or tf_keras.Input(batch_size=...))"
+            )
+        # Under a strategy `batch` is a replica's inside strategy.run, else the global one.
+        layout = self.layout_for(int(batch))
+        with tf.init_scope():  # created eagerly, and so are their initial values
+            initial = initial_state(layout.replica_batch)
+        self.create(initial, layout)
+        if values is not None:
+            self.assign(values)
+
+    def check_call_batch(self, batch: Optional[int]) -> None:
+        """Raises a `ValueError` if a call's `batch` is not the one the states hold here."""
+        misplaced = self.misplaced_replica_call()
+        if misplaced is not None:
+            raise ValueError(misplaced)
+        expected = self.batch_here()
+        layout = self._layout
+        if batch == expected:
+            return
+        if layout.replicas == 1:
+            raise ValueError(
+                f"this stateful RNN holds states for batch size {expected}, got inputs with "
+                f"batch size {batch}; feed batches of {expected}, or create a new RNN for "
+                "another batch size"
+            )
+        where = (
+            "outside strategy.run, where a call takes the global batch"
+            if self.global_view()
+            else "inside strategy.run, where a call takes its replica's slice of the batch"
+        )
+        raise ValueError(
+            f"this stateful RNN holds states for a {layout.describe()}, got inputs with "
+            f"batch size {batch} {where}, {expected}; feed global batches of "
+            f"{layout.global_batch} (strategy.experimental_distribute_dataset gives each "
+            f"replica {layout.replica_batch} rows of them)"
+        )
 
     def create(self, initial_values: Sequence[tf.Tensor], layout: distribute.ReplicaLayout) -> None:
         """Creates the variables (eagerly, even while a function is being traced).

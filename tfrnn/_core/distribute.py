@@ -114,11 +114,6 @@ def replica_variable(initial_value: tf.Tensor, name: str) -> tf.Variable:
     )
 
 
-def is_replicated(variable: tf.Variable) -> bool:
-    """Whether `variable` holds one component per replica (a `replica_variable`)."""
-    return isinstance(variable, tf.distribute.DistributedValues)
-
-
 def gather(variable: tf.Variable) -> tf.Tensor:
     """The global value of a `replica_variable`: the components in replica order.
 

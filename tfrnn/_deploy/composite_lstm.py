@@ -21,6 +21,10 @@ Two traps of the fused op are handled here and in `tfrnn.tflite`:
   `zero_states`), which the converter cannot fold into a constant;
 * it clips the cell state to +-10 (`cell_clip`); `lstm_sequence(track_max_c=True)` reports the
   largest |c| a sequence reaches, so the converter tool can say when the clip changes results.
+
+The RNNs reach this code through the trace context (`tfrnn._core.trace_context`): a TFLite
+trace sets `FusedLSTM()` (or a `CellStateProbe()`) as its `substitute`, which takes the RNN
+calls the fused op can compute (`fusable`) and computes them here.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
+from tfrnn._core.trace_context import RNNCall
 from tfrnn.lstm_cell import LSTMCell, lstm_gates
 
 
@@ -170,3 +175,46 @@ def probe(
     )
     return (outputs if return_sequences else last), max_c
 
+
+
+def fusable(call: RNNCall) -> bool:
+    """Whether the fused op can compute `call`: a plain LSTM whose states nobody reads.
+
+    The op returns no final states and takes no mask, and needs a fixed batch.
+    """
+    return (
+        eligible(call.rnn.cell)
+        and call.mask is None
+        and not call.reads_final_states
+        and call.inputs.shape[0] is not None
+    )
+
+
+class FusedLSTM:
+    """The trace context's `substitute` that traces fusable LSTMs as the composite function."""
+
+    def takes(self, call: RNNCall) -> bool:
+        return fusable(call)
+
+    def __call__(self, call: RNNCall) -> tf.Tensor:
+        rnn = call.rnn
+        return fused_lstm(rnn.cell, call.inputs, call.initial_state, rnn.go_backwards, rnn.return_sequences)
+
+
+class CellStateProbe:
+    """A `substitute` that computes fusable LSTMs unfused and keeps their largest |c|.
+
+    `max_abs_cell_state` holds one scalar tensor per LSTM call, in call order.
+    """
+
+    def __init__(self):
+        self.max_abs_cell_state: list[tf.Tensor] = []
+
+    def takes(self, call: RNNCall) -> bool:
+        return fusable(call)
+
+    def __call__(self, call: RNNCall) -> tf.Tensor:
+        rnn = call.rnn
+        output, max_c = probe(rnn.cell, call.inputs, call.initial_state, rnn.go_backwards, rnn.return_sequences)
+        self.max_abs_cell_state.append(max_c)
+        return output

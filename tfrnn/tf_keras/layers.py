@@ -15,19 +15,19 @@ the model (`.keras`, SavedModel and checkpoints).
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import functools
 from typing import Any, Optional, Sequence
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfrnn import activations as tfrnn_activations
-from tfrnn import initializers as tfrnn_initializers
-from tfrnn import keras_weights
+from tfrnn._core import activations as tfrnn_activations
+from tfrnn._core import initializers as tfrnn_initializers
+from tfrnn._keras_common import weights as keras_weights
 from tfrnn.cell import RNNCell
-from tfrnn.cell_adapter import CellAdapter
+from tfrnn._core import trace_context
+from tfrnn._core.arguments import check_bool
 from tfrnn.gru_cell import GRUCell
 from tfrnn.lstm_cell import LSTMCell
 from tfrnn.rnn import RNN as CoreRNN
@@ -133,29 +133,18 @@ def _set_untracked(layer: Any, name: str, value: dict) -> None:
     object.__setattr__(layer, name, value)
 
 
-def _check_bool(value: Any, argument: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{argument} must be a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
-
-
 class _CellFactory:
-    """Creates a namesake layer's cell once the layer knows its variable dtype."""
-
-    names_used: collections.Counter = collections.Counter()
+    """Creates a namesake layer's cell once the layer knows its name and variable dtype."""
 
     def __init__(self, cell_class: type, arguments: dict):
         self.cell_class = cell_class
         self.arguments = arguments
 
     def __call__(self, dtype: str) -> RNNCell:
-        # tf.Module names do not uniquify; unique ones keep the variable names of one layer
-        # distinct (Bidirectional holds two cells), which HDF5 weight files need.
-        base = _CELL_NAMES[self.cell_class]
-        count = self.names_used[base]
-        self.names_used[base] += 1
-        name = f"{base}_{count}" if count else base
-        return self.cell_class(**self.arguments, dtype=dtype, name=name)
+        # Built inside the layer's name scope, the cell names its weights
+        # `<layer>/lstm_cell/kernel:0` as tf-keras does: distinct for every layer (Bidirectional's
+        # two), which HDF5 weight files need.
+        return self.cell_class(**self.arguments, dtype=dtype, name=_CELL_NAMES[self.cell_class])
 
 
 # -- the layers --------------------------------------------------------------------------------
@@ -233,7 +222,7 @@ class RNN(tf_keras.layers.Layer):
         )
         _set_untracked(self, "_options", options)
         self._rnn = CoreRNN(cell, **self._options)
-        self._time_major = _check_bool(time_major, "time_major")
+        self._time_major = check_bool(time_major, "time_major")
         self.stateful = self._rnn.stateful
         self.supports_masking = True
         # tf-keras tracks layer cells as sublayers: their own losses then reach `losses`.
@@ -242,9 +231,6 @@ class RNN(tf_keras.layers.Layer):
         ]
         self._num_constants = 0
         self._regularization_added = False
-        self._projects_inputs = CellAdapter(self._rnn.cell).projects_inputs
-        _set_untracked(self, "_rnn_without_xla", None)
-        _set_untracked(self, "_rnn_shapes_only", None)
         self._states_deferred = False
 
     # -- options (read-only, except what tf_keras.layers.Bidirectional sets) ---------------------
@@ -265,12 +251,10 @@ class RNN(tf_keras.layers.Layer):
     def zero_output_for_mask(self, value: bool) -> None:
         # Bidirectional sets this on its fresh copies; the core fixes its options when it is
         # created, so a new core takes over the same cell (and weights).
-        value = _check_bool(value, "zero_output_for_mask")
+        value = check_bool(value, "zero_output_for_mask")
         if value != self._rnn.zero_output_for_mask:
             self._options["zero_output_for_mask"] = value
             self._rnn = CoreRNN(self._rnn.cell, **self._options)
-            _set_untracked(self, "_rnn_without_xla", None)
-            _set_untracked(self, "_rnn_shapes_only", None)
 
     @property
     def states(self) -> list[tf.Variable]:
@@ -347,7 +331,8 @@ class RNN(tf_keras.layers.Layer):
             # tf-keras builds models under a strategy outside its replicas, with a batch that
             # may be global (batch_input_shape) or per replica (Input divides batch_size): the
             # states wait for the first call, whose batch says which (see _call).
-            self._shapes_only_core().build(shape)
+            with trace_context.scope(ignore_states=True):
+                self._rnn.build(shape)
             self._states_deferred = True
         else:
             self._rnn.build(shape)
@@ -398,61 +383,38 @@ class RNN(tf_keras.layers.Layer):
                     "replica's dataset with drop_remainder=True), or create the states first, "
                     "outside the replicas: reset_states(states=[...]) with the global batch"
                 )
-        results = self._core_for(inputs, training)(
-            inputs,
-            mask=mask,
-            initial_state=initial_state,
-            constants=constants,
-            training=training,
-        )
+        shapes_only = trace_context.scope(ignore_states=True) if self._shapes_only(inputs) else contextlib.nullcontext()
+        with shapes_only:
+            results = self._rnn(
+                inputs,
+                mask=mask,
+                initial_state=initial_state,
+                constants=constants,
+                training=training,
+            )
         if self._time_major and self.return_sequences:
             if self.return_state:
                 return [_swap_batch_and_time(results[0])] + results[1:]
             return _swap_batch_and_time(results)
         return results
 
-    def _core_for(self, inputs: tf.Tensor, training: Any) -> CoreRNN:
-        """The core, or for training steps TF 2.21 cannot compile a copy of it without XLA.
+    def _shapes_only(self, inputs: tf.Tensor) -> bool:
+        """Whether this call only gives a model its shapes (the core then ignores the states).
 
-        Under a strategy, a stateful layer traced outside the replicas (how tf-keras builds a
-        functional model; its batch may be per replica) runs a stateless copy, from the
-        initial state: such a graph only gives the model its shapes. Inside strategy.run, and
-        for the global batch of existing states, the core runs with its states.
-
-        XLA cannot compile the gradient of the time loop when the batch size is unknown while
-        tracing (fit() with a last partial batch) and the cell runs whole steps in the loop
-        (all but a single built-in cell): a BroadcastGradientArgs in the loop's gradient gets
-        shapes XLA needs as constants. Such training steps run the same cell without XLA.
+        Under a strategy, tf-keras traces a functional model outside the replicas with a batch
+        that may be per replica: a stateful layer's call there runs from the initial state.
+        Inside strategy.run, and for the global batch of existing states, it runs with them.
         """
-        if self.stateful and not tf.executing_eagerly() and _replicas_outside_run() > 1:
-            global_batch = _global_batch(self.states)
-            if global_batch is None or inputs.shape[0] != global_batch:
-                return self._shapes_only_core()
-        if (
-            training is True
-            and self.jit_compile
-            and not self.unroll
-            and not self._projects_inputs
-            and inputs.shape[0] is None
-            and not tf.executing_eagerly()
-        ):
-            if self._rnn_without_xla is None:
-                options = {**self._options, "jit_compile": False}
-                _set_untracked(self, "_rnn_without_xla", CoreRNN(self._rnn.cell, **options))
-            return self._rnn_without_xla
-        return self._rnn
-
-    def _shapes_only_core(self) -> CoreRNN:
-        if self._rnn_shapes_only is None:
-            options = {**self._options, "stateful": False}
-            _set_untracked(self, "_rnn_shapes_only", CoreRNN(self._rnn.cell, **options))
-        return self._rnn_shapes_only
+        if not (self.stateful and not tf.executing_eagerly() and _replicas_outside_run() > 1):
+            return False
+        global_batch = _global_batch(self.states)
+        return global_batch is None or inputs.shape[0] != global_batch
 
     def compute_output_shape(self, input_shape: Any):
         """The static output shape(s) for inputs of `input_shape`."""
         shape = self._core_input_shape(input_shape)
         batch, time = shape[0], shape[1]
-        output_shape = CellAdapter(self._rnn.cell).output_shape
+        output_shape = self._rnn.output_size
         if self.return_sequences:
             leading = [time, batch] if self._time_major else [batch, time]
             output = tf.TensorShape(leading).concatenate(output_shape)

@@ -1,13 +1,13 @@
-"""`fused_rnn`: the fast path for built-in cells, a time loop with a hand-written backward pass.
+"""`run_fast_loop`: the fast path for built-in cells, a time loop with a hand-written backward pass.
 
-A built-in cell's step is a few matmuls followed by elementwise gate math (`FusedSpec`):
+A built-in cell's step is a few matmuls followed by elementwise gate math (`FastLoopSpec`):
 
     pre_g = sum_k source_k @ kernel_k + bias_g     (source: the step's inputs or the state h)
     output, new_states = elementwise(pres, prev_states)
 
 Differentiating the generic `tf.while_loop` makes TensorFlow save every intermediate of every
-step and run the matmul gradients one step at a time. `fused_rnn` saves, per step, only what
-the cell's backward needs (its gate activations, `FusedSpec.saved`, or else the
+step and run the matmul gradients one step at a time. `run_fast_loop` saves, per step, only what
+the cell's backward needs (its gate activations, `FastLoopSpec.saved`, or else the
 pre-activations) and the previous states; its backward loop does per step only what is truly
 sequential: the VJP of the elementwise part (the cell's hand-written one, or a local
 `GradientTape`) and `d_pre @ recurrent_kernel^T`. The weight gradients, the bias gradients
@@ -31,11 +31,11 @@ repeated). Kept because they won:
 * the backward loop reads each step's saved tensors one iteration ahead into the loop state:
   read where they are used, XLA fuses the dynamic slice into every elementwise consumer,
   where it becomes scalar code (backward loop 7.4 -> 6.3 ms in a profile).
-* the LSTM keeps its activated gates for the backward pass (`FusedSpec.saved`), which then
+* the LSTM keeps its activated gates for the backward pass (`FastLoopSpec.saved`), which then
   recomputes only tanh(c); the GRU measured slower so (training step 15.7 -> 17.3 ms) and
   keeps its pre-activations.
 * without a mask the output is h itself and is not carried (or saved) a second time.
-* under XLA the cells' sigmoid gates are computed from tanh (`builtin_cell.fused_activation`).
+* under XLA the cells' sigmoid gates are computed from tanh (`builtin_cell.fast_activation`).
 * the input projection `x_t @ W` is computed inside the loop: one big matmul before the
   loop measured no faster at batch 1 (0.74 vs 0.75 ms) and slower at batch 32 (6.6 vs 6.1
   ms), because each step must then read a slice of a much larger array, which XLA emits
@@ -60,7 +60,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from tfrnn.builtin_cell import INPUTS, STATE, FusedSpec, Projection, in_xla_context
+from tfrnn._core.builtin_cell import INPUTS, STATE, FastLoopSpec, Projection, in_xla_context
 
 # Under XLA, a static batch of at least GROUP_MIN_BATCH rows whose pre-activations are at
 # most GROUP_MAX_SIZE elements per step runs as two chains (see the module docstring); larger
@@ -180,8 +180,8 @@ def _tape_vjp(elementwise, pres, prev_states, d_out, d_new):
     return grads[: len(pres)], grads[len(pres) :]
 
 
-def fused_rnn(
-    spec: FusedSpec,
+def run_fast_loop(
+    spec: FastLoopSpec,
     inputs: tf.Tensor,
     initial_states: Sequence[tf.Tensor],
     *,
@@ -382,7 +382,7 @@ def _backward(
     zero_output_for_mask,
     return_sequences,
 ):
-    """The backward pass of `fused_rnn`: the gradients of `run`'s inputs, in its order.
+    """The backward pass of `run_fast_loop`: the gradients of `run`'s inputs, in its order.
 
     TensorArrays must not cross from the forward into the backward function (XLA cannot pass
     TensorLists between functions): they are rebuilt here from the stacked dense tensors.

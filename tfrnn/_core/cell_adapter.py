@@ -17,26 +17,16 @@ adapter module imports `tf_keras`.
 from __future__ import annotations
 
 import contextlib
-import inspect
 from typing import Any, Optional
 
 import tensorflow as tf
 
-from tfrnn import dropout as dropout_lib
-from tfrnn import state_spec
-from tfrnn.builtin_cell import BuiltinCell
+from tfrnn._core import dropout as dropout_lib
+from tfrnn._core import state_spec
+from tfrnn._core import variables as variables_lib
+from tfrnn._core.arguments import accepts_argument
+from tfrnn._core.builtin_cell import BuiltinCell
 from tfrnn.cell import RNNCell
-
-
-def accepts_argument(fn: Any, name: str) -> bool:
-    """Whether `fn` takes a keyword argument `name` (or `**kwargs`)."""
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(
-        p.name == name or p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters
-    )
 
 
 def _shape_of_size(size: Any, owner: str) -> tf.TensorShape:
@@ -150,7 +140,7 @@ class CellAdapter:
         variables = getattr(self.cell, "trainable_variables", None)
         if variables is None:
             variables = getattr(self.cell, "trainable_weights", [])
-        return [getattr(v, "value", v) if not isinstance(v, tf.Variable) else v for v in variables]
+        return variables_lib.unique(variables)
 
     # -- building ----------------------------------------------------------------------------
 
@@ -187,13 +177,7 @@ class CellAdapter:
         """The flat initial states: `get_initial_state` where the cell has one, else zeros."""
         get_initial_state = getattr(self.cell, "get_initial_state", None)
         if not callable(get_initial_state):
-            if isinstance(batch_size, int):
-                # Static shapes stay static in the graph (TFLite's builtins need that).
-                return [tf.zeros([batch_size] + s.as_list(), dtype) for s in self.flat_state_shapes]
-            return [
-                tf.zeros(tf.concat([[batch_size], shape.as_list()], 0), dtype)
-                for shape in self.flat_state_shapes
-            ]
+            return state_spec.zeros(self.flat_state_shapes, batch_size, dtype)
         kwargs = {}
         if accepts_argument(get_initial_state, "batch_size"):
             kwargs["batch_size"] = batch_size
@@ -210,8 +194,12 @@ class CellAdapter:
 
     # -- running -----------------------------------------------------------------------------
 
-    def sequence_constants(self, batch_size: Any, training: bool, seed: Optional[tf.Tensor]):
-        """Tensors drawn once per sequence and passed to every step (dropout masks, seeds)."""
+    def sequence_dropout(self, batch_size: Any, training: bool, seed: Optional[tf.Tensor]):
+        """What dropout draws once per sequence and every step reuses, or `None`.
+
+        For tfrnn cells their dropout masks (`get_dropout_masks`); for Keras cells a seed
+        their mask getters are made to derive the masks from (see the module docstring).
+        """
         if seed is None or not self.needs_seed(training):
             return None
         if self.is_tfrnn:
@@ -225,7 +213,7 @@ class CellAdapter:
         *,
         constants: Optional[list[tf.Tensor]] = None,
         training: bool = False,
-        sequence_constants: Any = None,
+        sequence_dropout: Any = None,
     ) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One step of the cell: `(output_t, flat new states)`."""
         kwargs = {}
@@ -233,29 +221,33 @@ class CellAdapter:
             kwargs["constants"] = constants
         if self.accepts_training:
             kwargs["training"] = training
-        if self.accepts_dropout_masks and sequence_constants is not None:
-            kwargs["dropout_masks"] = sequence_constants
-        seeded = sequence_constants if self.uses_keras_dropout() and training else None
+        if self.accepts_dropout_masks and sequence_dropout is not None:
+            kwargs["dropout_masks"] = sequence_dropout
+        seeded = sequence_dropout if self.uses_keras_dropout() and training else None
         with _seeded_keras_dropout(self.cell, seeded):
             output, new_states = self._call_fn(inputs_t, list(states), **kwargs)
         return output, tf.nest.flatten(new_states)
 
     def step_projected(
-        self, projected_t: tf.Tensor, states: list[tf.Tensor], sequence_constants: Any = None
+        self, projected_t: tf.Tensor, states: list[tf.Tensor], sequence_dropout: Any = None
     ) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One step of a built-in cell from inputs already projected by `project_inputs`."""
-        return self.cell.step(projected_t, states, sequence_constants)
+        return self.cell.step(projected_t, states, sequence_dropout)
 
-    def fused_spec(self, sequence_constants: Any = None):
-        """The built-in cell's `FusedSpec` for `tfrnn.fused`, or `None` for the generic loop."""
-        fused_spec = getattr(self.cell, "fused_spec", None) if self.is_tfrnn else None
-        if not callable(fused_spec) or not self.cell.fused_dropout_ok(sequence_constants):
+    def fast_loop_spec(self, training: bool):
+        """The built-in cell's `FastLoopSpec` (`_core.fast_loop`) for a call, or `None`.
+
+        `None`: the cell has none (custom cells, GRU with `reset_after=False`), or the call's
+        dropout needs what the fast loop does not do (recurrent dropout).
+        """
+        fast_loop_spec = getattr(self.cell, "fast_loop_spec", None) if self.is_tfrnn else None
+        if not callable(fast_loop_spec) or not self.cell.fast_loop_ok(training):
             return None
-        return fused_spec()
+        return fast_loop_spec()
 
-    def project_inputs(self, inputs: tf.Tensor, sequence_constants: Any = None) -> tf.Tensor:
+    def project_inputs(self, inputs: tf.Tensor, sequence_dropout: Any = None) -> tf.Tensor:
         """The input projection of a built-in cell over a whole `[batch, time, features]`."""
-        return self.cell.project_inputs(inputs, sequence_constants)
+        return self.cell.project_inputs(inputs, sequence_dropout)
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ import tensorflow as tf
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from tensorflow.core.framework import tensor_pb2
 
-from tfrnn import serving_warmup
+from tfrnn._deploy import warmup
 
 
 def _prediction_log_class():
@@ -48,10 +48,10 @@ def _prediction_log_class():
 
 
 def test_records_parse_as_prediction_logs(tmp_path):
-    path = str(tmp_path / serving_warmup.WARMUP_FILE)
+    path = str(tmp_path / warmup.WARMUP_FILE)
     inputs = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
     state = np.zeros([1, 4], np.float32)
-    serving_warmup.write_warmup_file(
+    warmup.write_warmup_file(
         path, "my_model", [("serving_default", {"inputs": inputs}), ("step", {"inputs": inputs[:, 0], "state_0": state})]
     )
     records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
@@ -67,6 +67,6 @@ def test_records_parse_as_prediction_logs(tmp_path):
 
 
 def test_varints_of_large_lengths():
-    assert serving_warmup._varint(1) == b"\x01"
-    assert serving_warmup._varint(300) == b"\xac\x02"
-    assert serving_warmup._varint(2**21) == b"\x80\x80\x80\x01"
+    assert warmup._varint(1) == b"\x01"
+    assert warmup._varint(300) == b"\xac\x02"
+    assert warmup._varint(2**21) == b"\x80\x80\x80\x01"

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import CALLERS, assert_close, call_in, random_array
-from tfrnn.gradients import recompute_gradient
+from tfrnn._core.recompute import recompute_gradient
 
 W = tf.Variable(random_array(1, 3, 3) * 0.5)
 

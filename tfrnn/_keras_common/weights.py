@@ -2,9 +2,9 @@
 
 tf-keras lists a recurrent layer's weights cell by cell (bottom cell first for stacked cells),
 each cell in creation order (`kernel`, `recurrent_kernel`, `bias` for the built-in cells). The
-Keras adapter (`tfrnn.keras`) presents its core's variables the same way, so weight lists copy
+Keras adapters (`tfrnn.keras`, `tfrnn.tf_keras`) presents its core's variables the same way, so weight lists copy
 one to one between a tf-keras layer and its tfrnn twin. This module knows nothing of Keras
-(only `tfrnn/keras.py` imports it); it reads cells duck-typed, as the core does.
+(only the adapters import it); it reads cells duck-typed, as the core does.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfrnn import state_spec
+from tfrnn._core import state_spec
+from tfrnn._core.variables import unique, unwrap
 from tfrnn.cell import RNNCell
 from tfrnn.rnn import RNN
 from tfrnn.stacked_cells import StackedRNNCells
@@ -27,32 +28,18 @@ def flat_cells(cell: Any) -> list:
     return [cell]
 
 
-def _unwrap(variable: Any) -> Any:
-    # Keras 3 variables wrap the tf.Variable that optimizers update.
-    return variable if isinstance(variable, tf.Variable) else getattr(variable, "value", variable)
-
-
 def _variables_of(cell: Any) -> tuple[list, list]:
     """`(trainable, non-trainable)` weights of one cell, in the order its kind lists them."""
     if isinstance(cell, RNNCell) and cell.weights:
         return [v for v in cell.weights if v.trainable], [v for v in cell.weights if not v.trainable]
     if hasattr(cell, "trainable_weights") and hasattr(cell, "non_trainable_weights"):
-        trainable = [_unwrap(v) for v in cell.trainable_weights]
-        return trainable, [_unwrap(v) for v in cell.non_trainable_weights]
+        trainable = [unwrap(v) for v in cell.trainable_weights]
+        return trainable, [unwrap(v) for v in cell.non_trainable_weights]
     if isinstance(cell, tf.Module):
         # Integer variables are seed counters and generator states, not weights.
         non_trainable = [v for v in cell.non_trainable_variables if v.dtype.is_floating]
         return list(cell.trainable_variables), non_trainable
     return [], []
-
-
-def _dedup(variables: list) -> list:
-    seen, result = set(), []
-    for variable in variables:
-        if id(variable) not in seen:
-            seen.add(id(variable))
-            result.append(variable)
-    return result
 
 
 def cell_weights(rnn: RNN) -> tuple[list[tf.Variable], list[tf.Variable]]:
@@ -67,7 +54,7 @@ def cell_weights(rnn: RNN) -> tuple[list[tf.Variable], list[tf.Variable]]:
         non_trainable += cell_non_trainable
     known = {id(v) for v in trainable + non_trainable}
     trainable += [v for v in rnn.trainable_variables if id(v) not in known]
-    return _dedup(trainable), _dedup(non_trainable)
+    return unique(trainable), unique(non_trainable)
 
 
 def short_name(variable: tf.Variable) -> str:

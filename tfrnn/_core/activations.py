@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, Union
 
 import tensorflow as tf
 
@@ -34,22 +34,6 @@ _BY_NAME: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
     "exponential": tf.exp,
     "linear": _linear,
 }
-
-
-# d activation(x) / dx, from x and y = activation(x): what a hand-written VJP needs.
-_DERIVATIVES: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
-    "tanh": lambda x, y: 1.0 - y * y,
-    "sigmoid": lambda x, y: y * (1.0 - y),
-    "linear": lambda x, y: tf.ones_like(y),
-    "relu": lambda x, y: tf.cast(x > 0.0, y.dtype),
-    "hard_sigmoid": lambda x, y: tf.cast((x > -2.5) & (x < 2.5), y.dtype) * 0.2,
-}
-
-
-def derivative(identifier: Activation) -> Optional[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]:
-    """`(x, y=activation(x)) -> activation'(x)` for the common activations, else `None`."""
-    name = name_of(identifier)
-    return _DERIVATIVES.get(name) if isinstance(name, str) else None
 
 
 def get(identifier: Activation) -> Callable[[tf.Tensor], tf.Tensor]:

@@ -10,7 +10,7 @@
 * `step(inputs [batch, features...], state_0, ...[, mask [batch]])`: one timestep with the
   states passed in and returned (`outputs`, `state_0`, ...), for serving, where the server
   keeps no per-client state. Every RNN of the model starts from its slice of the given
-  states and returns its final states (see `tfrnn.tracing.StreamCapture`); stateful RNNs'
+  states and returns its final states (see `StreamCapture`); stateful RNNs'
   variables are neither read nor written. The model's own result for a one-step sequence is
   `outputs`, its time axis dropped when the full-sequence result has one;
 * `initial_state(batch_size)`: the states a new stream starts from (each cell's
@@ -23,20 +23,82 @@ no `step` (asking for one is an error that says so).
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable, Optional, Sequence
+import contextlib
+import dataclasses
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import tensorflow as tf
 
-from tfrnn import tracing
+from tfrnn._core import trace_context
+from tfrnn._core.arguments import accepts_argument
+from tfrnn._deploy import composite_lstm
 
 
-def _accepts(fn: Any, name: str) -> bool:
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters)
+@dataclasses.dataclass(frozen=True)
+class TraceOptions:
+    """How an export traces a model's RNNs."""
+
+    jit_compile: Optional[bool] = None
+    """`None`: each RNN's own choice; `True`/`False`: for all of them."""
+    tflite: bool = False
+    """Builtin-only loops for the TFLite converter."""
+    fuse_lstm: bool = True
+    """With `tflite`: plain LSTM cells as the converter's composite LSTM function."""
+    probe_cell_state: bool = False
+    """With `tflite`: run those LSTMs unfused and record their largest |c| (for checks)."""
+
+
+@contextlib.contextmanager
+def traced_with(options: TraceOptions, **changes: Any) -> Iterator[trace_context.TraceContext]:
+    """The trace context `options` ask for (with `changes`, e.g. a stream or an observer)."""
+    substitute = None
+    if options.tflite and options.probe_cell_state:
+        substitute = composite_lstm.CellStateProbe()
+    elif options.tflite and options.fuse_lstm:
+        substitute = composite_lstm.FusedLSTM()
+    with trace_context.scope(
+        jit_compile=options.jit_compile,
+        builtin_only=options.tflite,
+        substitute=substitute,
+        **changes,
+    ) as context:
+        yield context
+
+
+class StreamCapture:
+    """Feeds explicit initial states to the RNNs of a model and collects their final states.
+
+    A `trace_context.StateFeed` whose `record` is the trace's observer.
+
+    Args:
+      initial_states: one list of state tensors per RNN call, in call order; `None` only
+        records (to discover the RNNs of a model, their state shapes and dtypes).
+    """
+
+    def __init__(self, initial_states: Optional[list[list[tf.Tensor]]] = None):
+        self.initial_states = initial_states
+        self.records: list[trace_context.CallRecord] = []
+
+    def next_initial_state(self) -> Optional[list[tf.Tensor]]:
+        """The states the next RNN call starts from (`None` when only recording)."""
+        if self.initial_states is None:
+            return None
+        index = len(self.records)
+        if index >= len(self.initial_states):
+            raise ValueError(
+                f"the model called {index + 1} RNNs while streaming, but {len(self.initial_states)} "
+                "were found when it was first traced; a model must call the same RNNs on "
+                "every call to be exported with a step signature"
+            )
+        return self.initial_states[index]
+
+    def record(self, record: trace_context.CallRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def final_states(self) -> list[tf.Tensor]:
+        """All final states, flat, in call order."""
+        return [s for r in self.records for s in r.final_states]
 
 
 def call_model(model: Any, inputs: tf.Tensor, mask: Optional[tf.Tensor]) -> Any:
@@ -44,7 +106,7 @@ def call_model(model: Any, inputs: tf.Tensor, mask: Optional[tf.Tensor]) -> Any:
     kwargs = {}
     if mask is not None:
         kwargs["mask"] = mask
-    if _accepts(getattr(model, "call", model), "training") or _accepts(model, "training"):
+    if accepts_argument(getattr(model, "call", model), "training") or accepts_argument(model, "training"):
         kwargs["training"] = False
     return model(inputs, **kwargs)
 
@@ -97,11 +159,12 @@ class ModelSignatures:
 
     def _discover(self) -> None:
         """Traces the model once to find its RNNs, their states and its result structure."""
-        capture = tracing.StreamCapture()
+        # Traced as a stream that only records: stateful RNNs take any batch, move no state.
+        capture = StreamCapture()
         returns_states = []
 
         def trace(inputs, mask=None):
-            with tracing.scope(tracing.TraceOptions(jit_compile=False), stream=capture):
+            with trace_context.scope(jit_compile=False, stream=capture, observer=capture.record):
                 named, has_states = split_result(call_model(self.model, inputs, mask))
             returns_states.append(has_states)
             return named
@@ -177,13 +240,13 @@ class ModelSignatures:
 
     # -- the signature functions -----------------------------------------------------------------
 
-    def serving_default(self, options: tracing.TraceOptions, batch: Optional[int] = None) -> Callable:
+    def serving_default(self, options: TraceOptions, batch: Optional[int] = None) -> Callable:
         """The full-sequence function, a `tf.function` with its input signature."""
         specs = self._sequence_specs(batch)
 
         def serving_default(inputs, mask=None):
             records: list = []
-            with tracing.scope(options, records=records):
+            with traced_with(options, observer=records.append):
                 named, has_states = split_result(call_model(self.model, inputs, mask))
             if has_states:
                 flat = [s for r in records for s in r.final_states]
@@ -192,7 +255,7 @@ class ModelSignatures:
 
         return tf.function(serving_default, input_signature=specs, autograph=False, jit_compile=options.jit_compile or None)
 
-    def probe(self, options: tracing.TraceOptions, batch: Optional[int] = None) -> Callable:
+    def probe(self, options: TraceOptions, batch: Optional[int] = None) -> Callable:
         """For TFLite checks: the largest |c| of every LSTM the converter would fuse.
 
         `options` must have `probe_cell_state=True`; the result is
@@ -201,16 +264,15 @@ class ModelSignatures:
         specs = self._sequence_specs(batch)
 
         def probe(inputs, mask=None):
-            records: list = []
-            with tracing.scope(options, records=records):
+            with traced_with(options) as context:
                 call_model(self.model, inputs, mask)
-            found = [r.max_abs_cell_state for r in records if r.max_abs_cell_state is not None]
+            found = context.substitute.max_abs_cell_state
             stacked = tf.stack(found) if found else tf.zeros([0], self.input_spec.dtype)
             return {"max_abs_cell_state": stacked}
 
         return tf.function(probe, input_signature=specs, autograph=False)
 
-    def step(self, options: tracing.TraceOptions, batch: Optional[int] = None) -> Callable:
+    def step(self, options: TraceOptions, batch: Optional[int] = None) -> Callable:
         """The one-timestep function with explicit states."""
         if not self.streamable:
             names = ", ".join(getattr(r, "name", type(r).__name__) for r in self.backwards)
@@ -228,8 +290,8 @@ class ModelSignatures:
         def step(inputs, *args):
             states = list(args[:num_states])
             mask = args[num_states][:, None] if self.mask else None
-            capture = tracing.StreamCapture(self._grouped(states))
-            with tracing.scope(options, stream=capture):
+            capture = StreamCapture(self._grouped(states))
+            with traced_with(options, stream=capture, observer=capture.record):
                 named, _ = split_result(call_model(self.model, inputs[:, None], mask))
             named = {
                 name: tensor[:, 0] if self.sequence_outputs.get(name) else tensor
@@ -246,7 +308,7 @@ class ModelSignatures:
         def initial_state(batch_size):
             flat = []
             for record in self.records:
-                flat.extend(record.rnn._adapter.initial_state(batch_size, record.dtype))
+                flat.extend(record.rnn.get_initial_state(batch_size, record.dtype))
             return {state_name(i): s for i, s in enumerate(flat)}
 
         return tf.function(

@@ -1,0 +1,31 @@
+"""functions: one traced function per route and state use, and the eager concrete-function cache."""
+
+import tensorflow as tf
+
+from tfrnn._core.functions import FunctionsByRoute, TracedFunction
+from tfrnn._core.paths import Path, Route
+
+
+def test_one_traced_function_per_route_and_state_use():
+    functions = FunctionsByRoute(lambda *args: None, reduce_retracing=True)
+    fast, dense = Route(Path.FAST, True), Route(Path.DENSE, False)
+    assert functions(fast, True, True) is functions(fast, True, True)
+    assert functions(fast, True, True) is not functions(fast, True, False)
+    assert functions(fast, True, True) is not functions(dense, True, True)
+    assert functions(fast, False, False).run._jit_compile
+    assert not functions(dense, False, False).run._jit_compile
+
+
+def test_eager_calls_reuse_one_concrete_function_per_signature():
+    traces = []
+
+    def run(inputs, mask, initial_state, constants, training):
+        traces.append(inputs.shape)
+        return inputs * 2.0, []
+
+    function = TracedFunction(run, jit_compile=False, reduce_retracing=False)
+    for _ in range(3):
+        output, _ = function(tf.ones([2, 3, 1]), None, None, None, False)
+    function(tf.ones([2, 4, 1]), None, None, None, False)
+    assert traces == [tf.TensorShape([2, 3, 1]), tf.TensorShape([2, 4, 1])]
+    assert float(output[0, 0, 0]) == 2.0

@@ -1,0 +1,161 @@
+"""paths: which loop runs a call (`choose`), and every loop path against the generic loop."""
+
+import pytest
+import tensorflow as tf
+
+import tfrnn
+from tfrnn._core import paths, trace_context
+from tfrnn._core.cell_adapter import CellAdapter
+from tfrnn._core.plan import make_plan
+from tfrnn._deploy import composite_lstm
+from conftest import assert_close, random_array, random_mask
+from matrix import all_pairs, case_id
+
+Path = paths.Path
+
+
+def _options(**overrides):
+    values = dict(return_sequences=False, go_backwards=False, zero_output_for_mask=False, unroll=False, jit_compile=True)
+    return paths.LoopOptions(**{**values, **overrides})
+
+
+def _cell(kind, units=2):
+    if kind == "lstm":
+        return tfrnn.LSTMCell(units, seed=1)
+    if kind == "gru_reset_before":
+        return tfrnn.GRUCell(units, reset_after=False, seed=1)
+    if kind == "recurrent_dropout":
+        return tfrnn.LSTMCell(units, recurrent_dropout=0.5, seed=1)
+    if kind == "stacked":
+        return tfrnn.StackedRNNCells([tfrnn.LSTMCell(units, seed=1), tfrnn.GRUCell(units, seed=2)])
+    raise ValueError(kind)
+
+
+def _route(kind, context, batch=2, training=False, graph=False, **options):
+    adapter = CellAdapter(_cell(kind))
+    adapter.build(tf.TensorShape([batch, 3]))
+    rnn = tfrnn.RNN(adapter.cell)
+    routes = []
+
+    def choose(inputs):
+        plan = make_plan(adapter, inputs, training=training)
+        call = trace_context.RNNCall(rnn, plan.inputs, None, None, False)
+        routes.append(paths.choose(_options(**options), adapter, plan, context, call))
+        return inputs
+
+    spec = tf.TensorSpec([batch, 4, 3])
+    if graph:
+        tf.function(choose).get_concrete_function(spec)
+    else:
+        choose(tf.zeros([batch or 1, 4, 3]))
+    return routes[0]
+
+
+CHOOSE_CASES = [
+    # (cell, context, call, expected route)
+    ("lstm", {}, {}, paths.Route(Path.FAST, True)),
+    ("lstm", {}, {"jit_compile": False}, paths.Route(Path.FAST, False)),
+    ("lstm", {"jit_compile": False}, {}, paths.Route(Path.FAST, False)),
+    ("lstm", {}, {"unroll": True}, paths.Route(Path.UNROLLED, True)),
+    ("gru_reset_before", {}, {}, paths.Route(Path.RECOMPUTE, True)),
+    ("gru_reset_before", {}, {"jit_compile": False}, paths.Route(Path.WHILE, False)),
+    ("gru_reset_before", {"jit_compile": True}, {"jit_compile": False}, paths.Route(Path.RECOMPUTE, True)),
+    ("recurrent_dropout", {}, {"training": True}, paths.Route(Path.RECOMPUTE, True)),
+    ("recurrent_dropout", {}, {"training": False}, paths.Route(Path.FAST, True)),
+    ("stacked", {}, {}, paths.Route(Path.RECOMPUTE, True)),
+    # A training call traced with an unknown batch: TF 2.21's XLA cannot compile its gradient.
+    ("stacked", {}, {"training": True, "batch": None, "graph": True}, paths.Route(Path.WHILE, False)),
+    ("stacked", {}, {"training": True, "batch": 2, "graph": True}, paths.Route(Path.RECOMPUTE, True)),
+    ("recurrent_dropout", {}, {"training": True, "batch": None, "graph": True}, paths.Route(Path.RECOMPUTE, True)),
+    ("lstm", {"builtin_only": True}, {}, paths.Route(Path.DENSE, False)),
+    ("gru_reset_before", {"builtin_only": True}, {"unroll": True}, paths.Route(Path.DENSE, False)),
+    ("lstm", {"stream": object()}, {}, paths.Route(Path.STREAM, True)),
+    ("lstm", {"stream": object(), "builtin_only": True}, {}, paths.Route(Path.STREAM, False)),
+    ("stacked", {"stream": object(), "jit_compile": False}, {}, paths.Route(Path.STREAM, False)),
+]
+
+
+@pytest.mark.parametrize("kind, context, call, expected", CHOOSE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CHOOSE_CASES)])
+def test_choose_picks_the_route_the_table_gives(kind, context, call, expected):
+    assert _route(kind, trace_context.TraceContext(**context), **call) == expected
+
+
+class _Everything:
+    """A substitute that takes every call (what TFLite's FusedLSTM does for the ones it can)."""
+
+    def takes(self, call):
+        return True
+
+    def __call__(self, call):
+        return call.inputs
+
+
+def test_a_substitute_that_takes_the_call_wins():
+    context = trace_context.TraceContext(substitute=_Everything(), jit_compile=True)
+    assert _route("lstm", context) == paths.Route(Path.SUBSTITUTE, False)
+    context = trace_context.TraceContext(substitute=composite_lstm.FusedLSTM())
+    assert _route("gru_reset_before", context).path is Path.RECOMPUTE  # FusedLSTM declines a GRU
+
+
+# -- every loop path against the generic loop, where it is chosen ------------------------------
+
+FEATURES, UNITS, TIME = 3, 4, 5
+PARITY = all_pairs(
+    {
+        "path": (Path.FAST, Path.RECOMPUTE, Path.UNROLLED, Path.DENSE, Path.STREAM),
+        "batch": (1, 16, 32, 33),
+        "cell": ("lstm", "gru", "simple"),
+        "mask": (False, True),
+        "direction": ("forwards", "backwards"),
+        "return_sequences": (False, True),
+    }
+) + [  # the two-chain fast loop with every option at once
+    dict(path=Path.FAST, batch=batch, cell=cell, mask=True, direction="backwards", return_sequences=True)
+    for batch in (32, 33) for cell in ("lstm", "gru")
+]
+
+
+def _parity_cell(kind):
+    return {
+        "lstm": tfrnn.LSTMCell(UNITS, seed=3),
+        "gru": tfrnn.GRUCell(UNITS, seed=3),
+        "simple": tfrnn.SimpleRNNCell(UNITS, seed=3),
+    }[kind]
+
+
+@pytest.mark.parametrize("case", PARITY, ids=case_id)
+def test_every_path_equals_the_generic_loop_forward_and_backward(case):
+    """Under jit_compile (batches from 16 up run the fast loop as two chains), outputs and the
+    gradients of inputs, initial states and weights equal the plain while loop's."""
+    batch, backwards = case["batch"], case["direction"] == "backwards"
+    options = _options(return_sequences=case["return_sequences"], go_backwards=backwards)
+    adapter = CellAdapter(_parity_cell(case["cell"]))
+    adapter.build(tf.TensorShape([batch, FEATURES]))
+    assert adapter.fast_loop_spec(False) is not None
+    inputs = tf.constant(random_array(1, batch, TIME, FEATURES))
+    mask = random_mask(2, batch, TIME) if case["mask"] else None
+    if mask is not None and case["path"] is Path.STREAM:
+        # STREAM repeats the initial output state (not zeros) at a row's leading masked
+        # steps, by design; with the first processed step unmasked it is the generic loop.
+        mask[:, -1 if backwards else 0] = True
+    states = [tf.constant(random_array(3 + i, batch, UNITS)) for i in range(len(adapter.flat_state_shapes))]
+    weights = list(adapter.trainable_variables())
+    cotangent = random_array(9, batch, *([TIME] if case["return_sequences"] else []), UNITS)
+    def run(path, x, initial):
+        plan = make_plan(adapter, x, None if mask is None else tf.constant(mask))
+        with tf.GradientTape() as tape:
+            tape.watch([x] + initial)
+            output, final = paths.RUNNERS[path](adapter, options, plan, initial, None)
+            loss = tf.reduce_sum(output * cotangent) + sum(tf.reduce_sum(s * (i + 1)) for i, s in enumerate(final))
+        grads = tape.gradient(loss, [x] + initial + weights)
+        return output, final, grads
+
+    compiled = tf.function(lambda x, *s: run(case["path"], x, list(s)), jit_compile=True, autograph=False)
+    output, final, grads = compiled(inputs, *states)
+    ref_output, ref_final, ref_grads = run(Path.WHILE, inputs, states)
+    assert_close(output, ref_output, 2e-5, "output")
+    for index, (state, ref) in enumerate(zip(final, ref_final)):
+        assert_close(state, ref, 2e-5, f"final state {index}")
+    assert len(grads) == len(ref_grads) == 1 + len(states) + len(weights)
+    for index, (grad, ref) in enumerate(zip(grads, ref_grads)):
+        assert_close(grad, ref, 1e-4, f"gradient {index}")

@@ -1,0 +1,230 @@
+"""Which loop runs an RNN call: the paths, the one function that picks one, and the table.
+
+| path         | what runs                                              | picked when                                    |
+|--------------|--------------------------------------------------------|------------------------------------------------|
+| `SUBSTITUTE` | a function the trace context supplies (TFLite's fused  | the context's `substitute` takes the call      |
+|              | LSTM op as the converter's composite function)         |                                                |
+| `STREAM`     | `DENSE` from explicit states, a masked step repeating  | the context streams explicit states (`step`)   |
+|              | the output state (streaming stays exact)               |                                                |
+| `DENSE`      | the generic loop, outputs in a dense tensor, unrolled  | the context asks for builtin-only ops (TFLite) |
+|              | for a static single step or `unroll=True`              |                                                |
+| `UNROLLED`   | the generic loop unrolled over a static time axis      | `unroll=True`                                  |
+| `FAST`       | `_core.fast_loop`: built-in cells, hand-written        | a built-in cell with a `FastLoopSpec`, no      |
+|              | backward pass, weight gradients batched over time      | recurrent dropout                              |
+| `RECOMPUTE`  | the generic `tf.while_loop` under a recompute gradient | XLA (the loop's TensorLists must not cross the |
+|              | (`_core.recompute`)                                    | XLA/TF boundary)                               |
+| `WHILE`      | the generic `tf.while_loop`, TensorFlow's own gradient | no XLA; or a training call traced with an      |
+|              |                                                        | unknown batch whose loop runs whole steps      |
+
+The last rule: TF 2.21's XLA cannot compile the gradient of a loop that runs a cell's whole
+step with a batch unknown while tracing (`fit` with a last partial batch): a
+`BroadcastGradientArgs` in the loop's gradient gets shapes XLA needs as constants. Built-in
+cells project their inputs before the loop and are not affected.
+
+`choose` answers "which path runs this call" and nothing else does; `RUNNERS` maps each loop
+path to its function, which takes `(adapter, options, plan, states, seed)` and returns
+`(output, final_states)`; the RNN traces it in one `tf.function` per `Route`. A `SUBSTITUTE`
+route calls the context's substitute in the caller's trace instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, Callable, NamedTuple, Optional
+
+import tensorflow as tf
+
+from tfrnn import loop as loop_lib
+from tfrnn._core import fast_loop
+from tfrnn._core.plan import CallPlan
+from tfrnn._core.recompute import recompute_gradient
+from tfrnn._core.trace_context import RNNCall, TraceContext
+
+
+class Path(enum.Enum):
+    """How a call's time loop runs (see the module docstring's table)."""
+
+    SUBSTITUTE = "substitute"
+    DENSE = "dense"
+    STREAM = "stream"
+    UNROLLED = "unrolled"
+    FAST = "fast"
+    RECOMPUTE = "recompute"
+    WHILE = "while"
+
+
+class Route(NamedTuple):
+    """A path, and whether XLA compiles it."""
+
+    path: Path
+    jit_compile: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopOptions:
+    """The RNN options every path reads."""
+
+    return_sequences: bool
+    go_backwards: bool
+    zero_output_for_mask: bool
+    unroll: bool
+    jit_compile: bool
+
+
+def choose(
+    options: LoopOptions,
+    adapter: Any,
+    plan: CallPlan,
+    context: TraceContext,
+    call: RNNCall,
+) -> Route:
+    """The route of one call: which path, with XLA or not (see the module docstring)."""
+    if context.substitute is not None and context.substitute.takes(call):
+        return Route(Path.SUBSTITUTE, False)
+    jit_compile = options.jit_compile if context.jit_compile is None else context.jit_compile
+    if context.stream is not None:
+        return Route(Path.STREAM, jit_compile and not context.builtin_only)
+    if context.builtin_only:
+        return Route(Path.DENSE, False)
+    if options.unroll:
+        return Route(Path.UNROLLED, jit_compile)
+    if adapter.fast_loop_spec(plan.training) is not None:
+        return Route(Path.FAST, jit_compile)
+    unknown_batch_gradient = (
+        plan.training
+        and plan.batch is None
+        and not adapter.projects_inputs
+        and not tf.executing_eagerly()
+    )
+    if jit_compile and not unknown_batch_gradient:
+        return Route(Path.RECOMPUTE, True)
+    return Route(Path.WHILE, False)
+
+
+# -- the runners ------------------------------------------------------------------------------
+
+
+def _output_spec(adapter: Any, plan: CallPlan) -> tf.TensorSpec:
+    shape = tf.TensorShape([plan.inputs.shape[0]]).concatenate(adapter.output_shape)
+    return tf.TensorSpec(shape, plan.dtype)
+
+
+def _generic(adapter, options, plan, states, seed, **loop_options):
+    """The generic loop (`tfrnn.loop.rnn_loop`) over the cell's steps.
+
+    Built-in cells project the inputs of all steps with one matmul before the loop.
+    """
+    dropout = adapter.sequence_dropout(tf.shape(plan.inputs)[0], plan.training, seed)
+    if adapter.projects_inputs:
+        sequence = adapter.project_inputs(plan.inputs, dropout)
+
+        def step(x_t, prev_states):
+            return adapter.step_projected(x_t, prev_states, dropout)
+
+    else:
+        sequence = plan.inputs
+
+        def step(x_t, prev_states):
+            return adapter.call_step(
+                x_t, prev_states, constants=plan.constants, training=plan.training,
+                sequence_dropout=dropout,
+            )  # fmt: skip
+
+    result = loop_lib.rnn_loop(
+        step,
+        sequence,
+        states,
+        output_spec=_output_spec(adapter, plan),
+        mask=plan.mask,
+        go_backwards=options.go_backwards,
+        zero_output_for_mask=options.zero_output_for_mask,
+        return_sequences=options.return_sequences,
+        **loop_options,
+    )
+    output = result.outputs if options.return_sequences else result.last_output
+    return output, result.final_states
+
+
+def _run_while(adapter, options, plan, states, seed):
+    return _generic(adapter, options, plan, states, seed)
+
+
+def _run_unrolled(adapter, options, plan, states, seed):
+    return _generic(adapter, options, plan, states, seed, unroll=True)
+
+
+def _single_or_unrolled(options: LoopOptions, plan: CallPlan) -> bool:
+    """A static time axis unrolls where asked, or for one step: no `WHILE` at all."""
+    timesteps = plan.inputs.shape[1]
+    return timesteps is not None and (options.unroll or timesteps == 1)
+
+
+def _run_dense(adapter, options, plan, states, seed):
+    unroll = _single_or_unrolled(options, plan)
+    return _generic(adapter, options, plan, states, seed, unroll=unroll, dense_outputs=True)
+
+
+def _run_stream(adapter, options, plan, states, seed):
+    """`DENSE` for a piece of a streamed sequence.
+
+    Streaming step by step must give what the whole sequence gives, also at masked steps,
+    where the output repeats the last unmasked output: a loop value, not a state. Where the
+    cell's output is one of its states (tfrnn's built-in cells: h), that state is the last
+    unmasked output, so the loop starts from it.
+    """
+    index = adapter.output_state_index
+    initial_output = states[index] if index is not None else None
+    unroll = _single_or_unrolled(options, plan)
+    return _generic(
+        adapter, options, plan, states, seed,
+        unroll=unroll, dense_outputs=True, initial_output=initial_output,
+    )  # fmt: skip
+
+
+def _run_fast(adapter, options, plan, states, seed):
+    dropout = adapter.sequence_dropout(tf.shape(plan.inputs)[0], plan.training, seed)
+    return fast_loop.run_fast_loop(
+        adapter.fast_loop_spec(plan.training),
+        adapter.cell.apply_input_dropout(plan.inputs, dropout),
+        states,
+        output_spec=_output_spec(adapter, plan),
+        mask=plan.mask,
+        go_backwards=options.go_backwards,
+        zero_output_for_mask=options.zero_output_for_mask,
+        return_sequences=options.return_sequences,
+    )
+
+
+def _run_recompute(adapter, options, plan, states, seed):
+    """`WHILE` under `recompute_gradient`, passing only floating tensors through it.
+
+    The seed is drawn outside (a variable update must not run twice); the masks derive
+    from it inside, so the recomputed forward pass sees the same masks.
+    """
+    args = {"inputs": plan.inputs, "states": list(states), "constants": plan.constants or []}
+    flat = tf.nest.flatten(args)
+    floating = [i for i, t in enumerate(flat) if t.dtype.is_floating]
+
+    def forward(*tensors):
+        values = list(flat)
+        for index, tensor in zip(floating, tensors):
+            values[index] = tensor
+        a = tf.nest.pack_sequence_as(args, values)
+        replanned = dataclasses.replace(plan, inputs=a["inputs"], constants=a["constants"] or None)
+        return _generic(adapter, options, replanned, a["states"], seed)
+
+    return recompute_gradient(forward, [flat[i] for i in floating])
+
+
+Runner = Callable[[Any, LoopOptions, CallPlan, list, Optional[tf.Tensor]], tuple]
+
+# The loop paths; a SUBSTITUTE route calls the trace context's substitute instead.
+RUNNERS: dict[Path, Runner] = {
+    Path.DENSE: _run_dense,
+    Path.STREAM: _run_stream,
+    Path.UNROLLED: _run_unrolled,
+    Path.FAST: _run_fast,
+    Path.RECOMPUTE: _run_recompute,
+    Path.WHILE: _run_while,
+}

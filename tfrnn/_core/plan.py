@@ -1,0 +1,224 @@
+"""`CallPlan`: one call of a `tfrnn.RNN`, validated once at the boundary.
+
+`make_plan` checks a call's arguments against the cell (through its `CellAdapter`) and
+returns a small typed plan, or raises a `ValueError`/`TypeError` that names the argument and
+shows what was expected and what was received, before any state is touched. What runs the
+call (`tfrnn._core.paths`) reads only the plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfrnn._core import state_spec
+
+
+@dataclasses.dataclass(frozen=True)
+class CallPlan:
+    """A validated call: what a path runs on."""
+
+    inputs: tf.Tensor
+    """`[batch, timesteps, features...]`, in the compute dtype."""
+    mask: Optional[tf.Tensor]
+    """`[batch, timesteps]` bool, or `None`."""
+    initial_state: Optional[list]
+    """The explicit initial states, flat, in the compute dtype; `None`: stored or initial."""
+    constants: Optional[list]
+    training: bool
+    dtype: tf.DType
+    """The compute dtype of the outputs and states."""
+
+    @property
+    def batch(self) -> Optional[int]:
+        """The static batch size, `None` if unknown while tracing."""
+        return self.inputs.shape[0]
+
+    def tensors(self) -> tuple:
+        """The plan's arguments for a traced function (`from_tensors` rebuilds the plan)."""
+        return self.inputs, self.mask, self.initial_state, self.constants, self.training
+
+    def from_tensors(self, inputs, mask, initial_state, constants, training) -> "CallPlan":
+        return CallPlan(inputs, mask, initial_state, constants, training, self.dtype)
+
+
+def make_plan(
+    adapter: Any,
+    inputs: Any,
+    mask: Any = None,
+    initial_state: Any = None,
+    constants: Any = None,
+    training: Any = False,
+    *,
+    unroll: bool = False,
+    streamed_state: Optional[list] = None,
+    state_note: str = "",
+) -> CallPlan:
+    """Validates one call of an RNN whose cell `adapter` views; see the module docstring.
+
+    Args:
+      adapter: the cell's `CellAdapter`.
+      inputs, mask, initial_state, constants, training: the call's arguments.
+      unroll: the RNN unrolls its loop (needs a static number of timesteps).
+      streamed_state: explicit states a streamed trace starts this call from (they win).
+      state_note: appended to state errors (how a replicated batch splits).
+    """
+    inputs, dtype = _check_inputs(adapter, inputs, unroll)
+    training = _check_training(training)
+    mask = _check_mask(mask, inputs)
+    constants = _check_constants(adapter, constants)
+    initial_state = _cast_states(
+        _check_initial_state(adapter, initial_state, inputs, "initial_state", state_note), dtype
+    )
+    if streamed_state is not None:
+        initial_state = _cast_states(
+            _check_initial_state(adapter, streamed_state, inputs, "streamed states", state_note),
+            dtype,
+        )
+    return CallPlan(inputs, mask, initial_state, constants, training, dtype)
+
+
+def _check_inputs(adapter: Any, inputs: Any, unroll: bool) -> tuple[tf.Tensor, tf.DType]:
+    if isinstance(inputs, (list, tuple)):
+        raise TypeError(
+            "inputs must be one tensor [batch, timesteps, features...], got a "
+            f"{type(inputs).__name__} of {len(inputs)} items; pass initial states as "
+            "initial_state=..."
+        )
+    try:
+        inputs = tf.convert_to_tensor(inputs)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"inputs must be convertible to a tensor: {error}") from None
+    if not inputs.dtype.is_floating:
+        raise TypeError(
+            f"inputs must be a floating tensor [batch, timesteps, features...], got "
+            f"dtype {inputs.dtype.name}"
+        )
+    if inputs.shape.rank is None or inputs.shape.rank < 3:
+        raise ValueError(
+            "inputs must have rank >= 3, [batch, timesteps, features...], got shape "
+            f"{state_spec.describe_shape(inputs)}"
+        )
+    if unroll and inputs.shape[1] is None:
+        raise ValueError(
+            "unroll=True needs a static number of timesteps, got inputs of shape "
+            f"{state_spec.describe_shape(inputs)}; use unroll=False for a variable "
+            "number of timesteps"
+        )
+    dtype = adapter.compute_dtype(inputs.dtype)
+    if dtype.is_floating and dtype != inputs.dtype:
+        inputs = tf.cast(inputs, dtype)
+    return inputs, dtype
+
+
+def _check_training(training: Any) -> bool:
+    if training is None:
+        return False
+    if isinstance(training, (bool, np.bool_)):
+        return bool(training)
+    if isinstance(training, (int, np.integer)) and training in (0, 1):
+        return bool(training)
+    static = tf.get_static_value(training) if tf.is_tensor(training) else None
+    if static is not None:
+        return bool(static)
+    raise TypeError(
+        f"training must be a Python bool, got {type(training).__name__}; dropout is "
+        "decided when the function is traced"
+    )
+
+
+def _check_mask(mask: Any, inputs: tf.Tensor) -> Optional[tf.Tensor]:
+    if mask is None:
+        return None
+    mask = tf.convert_to_tensor(mask)
+    if mask.dtype != tf.bool:
+        if not mask.dtype.is_integer:
+            raise TypeError(f"mask must be bool [batch, timesteps], got dtype {mask.dtype.name}")
+        mask = tf.not_equal(mask, 0)
+    expected = inputs.shape[:2]
+    if mask.shape.rank != 2 or not mask.shape.is_compatible_with(expected):
+        raise ValueError(
+            "mask must have shape [batch, timesteps] = "
+            f"{state_spec.describe_shape(tf.TensorSpec(expected))} to match inputs of shape "
+            f"{state_spec.describe_shape(inputs)}, got shape {state_spec.describe_shape(mask)}"
+        )
+    return mask
+
+
+def _check_constants(adapter: Any, constants: Any) -> Optional[list[tf.Tensor]]:
+    if constants is None:
+        return None
+    constants = constants if isinstance(constants, (list, tuple)) else [constants]
+    if not constants:
+        return None
+    accepts = getattr(adapter.cell, "accepts_constants", adapter.accepts_constants)
+    if not accepts:
+        raise ValueError(
+            f"constants were given, but the cell {adapter.name!r} does not take "
+            "them: its call() has no `constants` argument"
+        )
+    return [tf.convert_to_tensor(c) for c in constants]
+
+
+def flatten_states(adapter: Any, states: Any, argument: str) -> list:
+    """Flat state values from a tensor, a flat list, or a list nested per cell (stacks)."""
+    if not isinstance(states, (list, tuple)):
+        return [states]
+    groups = getattr(adapter.cell, "state_groups", None)
+    nested = any(isinstance(s, (list, tuple)) for s in states)
+    if nested and callable(groups):
+        sizes = [len(s) if isinstance(s, (list, tuple)) else 1 for s in states]
+        if sizes != groups():
+            raise ValueError(
+                f"{argument} nested per cell must have {groups()} states per cell, got {sizes}"
+            )
+    return tf.nest.flatten(list(states))
+
+
+def state_error(adapter: Any, argument: str, batch: Any, given: Sequence, note: str = "") -> ValueError:
+    """`argument must have N tensors (h, c) of shape [batch, 4], [batch, 4], got ...`."""
+    shapes = adapter.flat_state_shapes
+    names = ", ".join(adapter.state_names)
+    noun = "tensor" if len(shapes) == 1 else "tensors"
+    return ValueError(
+        f"{argument} must have {len(shapes)} {noun} ({names}) of shape "
+        f"{state_spec.format_state_shapes(shapes, 'batch' if batch is None else batch)}, "
+        f"got {state_spec.describe(list(given))}{note}"
+    )
+
+
+def check_state_values(
+    adapter: Any, flat: list, batch: Any, argument: str, exact: bool, note: str = ""
+) -> list[tf.Tensor]:
+    """The flat states as tensors, after checking their count, shapes and dtypes.
+
+    `exact`: shapes must equal `[batch, *state_shape]` (else only be compatible with it).
+    """
+    shapes = adapter.flat_state_shapes
+    if len(flat) != len(shapes):
+        raise state_error(adapter, argument, batch, flat, note)
+    values = []
+    for value, shape in zip(flat, shapes):
+        tensor = tf.convert_to_tensor(value)
+        expected = tf.TensorShape([batch]).concatenate(shape)
+        matches = tensor.shape == expected if exact else tensor.shape.is_compatible_with(expected)
+        if not matches or not (tensor.dtype.is_floating or tensor.dtype.is_integer):
+            raise state_error(adapter, argument, batch, flat, note)
+        values.append(tensor)
+    return values
+
+
+def _check_initial_state(adapter, initial_state, inputs, argument, note) -> Optional[list]:
+    if initial_state is None:
+        return None
+    flat = flatten_states(adapter, initial_state, argument)
+    return check_state_values(adapter, flat, inputs.shape[0], argument, exact=False, note=note)
+
+
+def _cast_states(values: Optional[list], dtype: tf.DType) -> Optional[list]:
+    if values is None:
+        return None
+    return [tf.cast(v, dtype) if v.dtype != dtype else v for v in values]

@@ -1,0 +1,1 @@
+"""What the Keras adapters (`tfrnn.keras`, `tfrnn.tf_keras`) share; no Keras import here."""

@@ -1,0 +1,9 @@
+"""tfrnn's recurrent layers as tf-keras (`tf_keras`) layers: `RNN`, `SimpleRNN`, `LSTM`, `GRU`.
+
+See `tfrnn.tf_keras.layers`. The layers are registered with tf-keras under the package name
+`tfrnn`, so `tf_keras.models.load_model` needs no `custom_objects` once `tfrnn` is imported.
+"""
+
+from tfrnn.tf_keras.layers import GRU, LSTM, RNN, SimpleRNN
+
+__all__ = ["RNN", "SimpleRNN", "LSTM", "GRU"]
