@@ -6,7 +6,8 @@ import tensorflow as tf
 import tf_keras
 
 import tfrnn
-from conftest import assert_close, random_array
+from conftest import assert_close, call_in, random_array
+from matrix import all_pairs, case_id
 from keras_twins import twin_cells
 from numpy_cells import gru_step, lstm_step, simple_step
 
@@ -152,3 +153,82 @@ def test_config_round_trip(cls, options):
     clone.build([None, FEATURES])
     for a, b in zip(cell.get_weights(), clone.get_weights()):
         np.testing.assert_array_equal(a, b)  # same seed, same initial weights
+
+
+# -- low and mixed precision: the variables in one dtype, the maths in another ---------------
+
+PRECISIONS = {
+    "bfloat16": dict(dtype=tf.bfloat16),
+    "mixed_bfloat16": dict(dtype=tf.float32, compute_dtype=tf.bfloat16),
+    "mixed_float16": dict(dtype=tf.float32, compute_dtype=tf.float16),
+}
+PRECISION_CASES = all_pairs(
+    {
+        "kind": KINDS,
+        "precision": tuple(PRECISIONS),
+        "caller": ("eager", "function", "jit"),
+        "loop": ("default", "unroll", "recurrent_dropout"),
+    }
+)
+# What 16-bit maths may differ from the float32 NumPy equations by (bfloat16 keeps 8 bits).
+PRECISION_TOLERANCE = {"bfloat16": 3e-2, "mixed_bfloat16": 3e-2, "mixed_float16": 3e-3}
+
+
+def _numpy_sequence(kind, weights, inputs):
+    states = [np.zeros([inputs.shape[0], UNITS], np.float32) for _ in range(2 if kind == "lstm" else 1)]
+    outputs = []
+    for t in range(inputs.shape[1]):
+        states = _numpy_step(kind, weights, inputs[:, t], states, ((), ()))
+        outputs.append(states[0])
+    return np.stack(outputs, 1)
+
+
+@pytest.mark.parametrize("case", PRECISION_CASES, ids=case_id)
+def test_cells_compute_in_the_compute_dtype_and_keep_variables_in_theirs(case):
+    """Outputs and states in the compute dtype, variables and their gradients in theirs,
+    values within 16-bit rounding of the float32 equations (every loop path)."""
+    kind, precision = case["kind"], PRECISIONS[case["precision"]]
+    reference, _ = twin_cells(kind, UNITS, FEATURES)
+    options = {"recurrent_dropout": 0.5} if case["loop"] == "recurrent_dropout" else {}
+    cell = type(reference)(UNITS, **precision, **options, **({"reset_after": False} if kind == "gru_reset_before" else {}))
+    rnn = tfrnn.RNN(cell, return_sequences=True, unroll=case["loop"] == "unroll")
+    inputs = random_array(7, BATCH, TIME, FEATURES)
+    rnn.build(inputs.shape)
+    weights = reference.get_weights()
+    cell.set_weights([w.astype(cell.dtype.as_numpy_dtype) for w in weights])
+
+    def run(x):
+        with tf.GradientTape() as tape:
+            outputs = rnn(x)  # training=False: recurrent dropout off, the generic loop
+            loss = tf.reduce_sum(tf.cast(outputs, tf.float32))
+        return outputs, tape.gradient(loss, rnn.trainable_variables)
+
+    outputs, grads = call_in(case["caller"], run, tf.constant(inputs))
+    assert outputs.dtype == cell.compute_dtype
+    assert [v.dtype for v in rnn.trainable_variables] == [cell.dtype] * len(weights)
+    assert [g.dtype for g in grads] == [cell.dtype] * len(weights)
+    expected = _numpy_sequence(kind, weights, inputs)
+    assert_close(tf.cast(outputs, tf.float32), expected, PRECISION_TOLERANCE[case["precision"]], "outputs")
+    assert all(np.isfinite(g.numpy().astype(np.float32)).all() for g in grads)
+
+
+def test_a_stateful_rnn_keeps_its_states_in_the_variable_dtype():
+    cell = tfrnn.LSTMCell(UNITS, dtype=tf.float32, compute_dtype=tf.bfloat16, seed=1)
+    rnn = tfrnn.RNN(cell, stateful=True, return_state=True)
+    _, h, c = rnn(random_array(8, BATCH, TIME, FEATURES))
+    assert [v.dtype for v in rnn.states] == [tf.float32, tf.float32]
+    assert h.dtype == c.dtype == tf.bfloat16
+    assert_close(rnn.states[1], tf.cast(c, tf.float32), 0.0, "stored c")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(compute_dtype="int32"), "compute_dtype must be a floating dtype, got int32"),
+        (dict(dtype=tf.int8), "dtype must be a floating dtype, got int8"),
+        (dict(compute_dtype="no_such_dtype"), "compute_dtype must be a floating dtype, got 'no_such_dtype'"),
+    ],
+)
+def test_a_non_floating_dtype_is_refused(options, message):
+    with pytest.raises(TypeError, match=message):
+        tfrnn.LSTMCell(2, **options)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import keras
 import tf_keras
 
 import tfrnn
@@ -370,3 +371,23 @@ def test_integer_masks_and_numpy_inputs_are_accepted():
     expected = tf_keras.layers.RNN(keras_cell)(inputs.astype(np.float32), mask=mask)
     assert result.dtype == tf.float32
     assert_close(result, expected, 1e-5)
+
+
+@pytest.mark.parametrize(
+    "symbolic, argument, adapter",
+    [
+        (lambda: keras.Input((None, FEATURES)), "inputs", r"Keras 3 symbolic tensor \(keras.Input\): in a Keras 3 model use tfrnn.keras.RNN"),
+        (lambda: tf_keras.Input((None, FEATURES)), "inputs", r"tf-keras symbolic tensor \(tf_keras.Input\): in a tf-keras model use tfrnn.tf_keras.RNN"),
+        (lambda: keras.Input((UNITS,)), "initial_state", "Keras 3 symbolic tensor"),
+    ],
+    ids=["keras3-inputs", "tf-keras-inputs", "keras3-initial-state"],
+)
+def test_a_keras_symbolic_tensor_says_which_adapter_to_use(built_lstm_rnn, symbolic, argument, adapter):
+    tensor = symbolic()
+    states = dict(inputs=tf.zeros([BATCH, TIME, FEATURES]))
+    if argument == "inputs":
+        states["inputs"] = tensor
+    else:
+        states["initial_state"] = [tensor, tensor]
+    with pytest.raises(TypeError, match=f"{argument} is a .*{adapter}"):
+        built_lstm_rnn(**states)

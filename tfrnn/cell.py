@@ -36,7 +36,10 @@ class RNNCell(tf.Module):
     TensorShape([2, 8])
 
     Args:
-      dtype: dtype of the variables and of the computation.
+      dtype: dtype of the variables (and of the computation, unless `compute_dtype`).
+      compute_dtype: dtype of the computation, its outputs and states; `None`: `dtype`.
+        Mixed precision as in Keras: `dtype=tf.float32, compute_dtype=tf.bfloat16` keeps
+        float32 variables and reads them as bfloat16 for the maths.
       seed: seed for weight initialization and dropout masks; `None` draws a random one.
       name: name scope of the variables.
     """
@@ -48,14 +51,13 @@ class RNNCell(tf.Module):
         self,
         *,
         dtype: tf.DType | str = tf.float32,
+        compute_dtype: tf.DType | str | None = None,
         seed: Optional[int] = None,
         name: Optional[str] = None,
     ):
         super().__init__(name=name)
-        dtype = tf.as_dtype(dtype)
-        if not dtype.is_floating:
-            raise TypeError(f"dtype must be a floating dtype, got {dtype.name}")
-        self.dtype = dtype
+        self.dtype = _floating(dtype, "dtype")
+        self.compute_dtype = self.dtype if compute_dtype is None else _floating(compute_dtype, "compute_dtype")
         self.seed = seed
         self.built = False
         self.input_shape: Optional[tf.TensorShape] = None
@@ -83,6 +85,12 @@ class RNNCell(tf.Module):
                 else:
                     self._rng = tf.random.Generator.from_seed(self.seed)
         return self._rng
+
+    def read(self, variable: Any) -> Any:
+        """`variable` as a tensor in the compute dtype (`None` stays `None`)."""
+        if variable is None or variable.dtype == self.compute_dtype:
+            return variable
+        return tf.cast(variable, self.compute_dtype)
 
     def add_weight(
         self,
@@ -178,7 +186,7 @@ class RNNCell(tf.Module):
 
     def __call__(self, inputs, states, training: bool = False, **kwargs):
         """One timestep: builds on first use, then runs `call`."""
-        inputs = tf.convert_to_tensor(inputs, dtype_hint=self.dtype)
+        inputs = tf.convert_to_tensor(inputs, dtype_hint=self.compute_dtype)
         self.maybe_build(inputs.shape)
         states = list(states) if isinstance(states, (list, tuple)) else [states]
         return self.call(inputs, states, training=training, **kwargs)
@@ -188,10 +196,20 @@ class RNNCell(tf.Module):
         raise TypeError(f"{type(self).__name__} must implement call(inputs, states, training)")
 
     def get_initial_state(self, batch_size=None, dtype=None) -> list[tf.Tensor]:
-        """Zeros of shape `[batch_size, *state_shape]` for every state."""
-        dtype = tf.as_dtype(dtype or self.dtype)
+        """Zeros of shape `[batch_size, *state_shape]` for every state (compute dtype)."""
+        dtype = tf.as_dtype(dtype or self.compute_dtype)
         shapes = state_spec.flat_state_shapes(self.state_size, type(self).__name__)
         return state_spec.zeros(shapes, batch_size, dtype)
+
+
+def _floating(dtype: Any, argument: str) -> tf.DType:
+    try:
+        dtype = tf.as_dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{argument} must be a floating dtype, got {dtype!r}") from None
+    if not dtype.is_floating:
+        raise TypeError(f"{argument} must be a floating dtype, got {dtype.name}")
+    return dtype
 
 
 def _idempotent_build(build):

@@ -279,7 +279,8 @@ def export_saved_model(
 
     >>> rnn = tfrnn.RNN(tfrnn.LSTMCell(8), return_sequences=True)
     >>> rnn.build([None, None, 4])
-    >>> tfrnn.export.export_saved_model(rnn, "/tmp/lstm").signatures
+    >>> import os, tempfile
+    >>> tfrnn.export.export_saved_model(rnn, os.path.join(tempfile.mkdtemp(), "lstm")).signatures
     ['serving_default', 'step', 'initial_state']
 
     Args:

@@ -83,8 +83,8 @@ class GRUCell(BuiltinCell):
 
     def input_bias(self) -> Optional[tf.Tensor]:
         if self.bias is None or not self.reset_after:
-            return self.bias
-        return self.bias[0]
+            return self.read(self.bias)
+        return self.read(self.bias)[0]
 
     def get_config(self) -> dict:
         return {
@@ -118,10 +118,10 @@ class GRUCell(BuiltinCell):
 
         input_bias = recurrent_bias = None
         if self.bias is not None:
-            input_bias, recurrent_bias = self.bias[0], self.bias[1]
+            input_bias, recurrent_bias = tf.unstack(self.read(self.bias))
         projections = (
-            Projection(((INPUTS, self.kernel),), input_bias),
-            Projection(((STATE, self.recurrent_kernel),), recurrent_bias),
+            Projection(((INPUTS, self.read(self.kernel)),), input_bias),
+            Projection(((STATE, self.read(self.recurrent_kernel)),), recurrent_bias),
         )
         d_act = output_derivative(self.activation_name)
         d_rec = output_derivative(self.recurrent_activation_name)
@@ -158,26 +158,27 @@ class GRUCell(BuiltinCell):
         h = states[0]
         masks = dropout_masks[1] if dropout_masks else ()
         units = self.units
+        recurrent_kernel = self.read(self.recurrent_kernel)
         if self.reset_after:
-            recurrent = gated_recurrent_matmul(h, self.recurrent_kernel, 3, masks)
+            recurrent = gated_recurrent_matmul(h, recurrent_kernel, 3, masks)
             if self.bias is not None:
-                recurrent = recurrent + self.bias[1]
+                recurrent = recurrent + self.read(self.bias)[1]
             new_h = self._gates_reset_after(projected_inputs, recurrent, h)
             return new_h, [new_h]
         x_z, x_r, x_h = tf.split(projected_inputs, 3, axis=-1)
         h_h = h
         if len(masks) == 3:
             recurrent_zr = gated_recurrent_matmul(
-                h, self.recurrent_kernel[:, : 2 * units], 2, masks[:2]
+                h, recurrent_kernel[:, : 2 * units], 2, masks[:2]
             )
             h_h = h * masks[2]
         else:
             if masks:
                 h_h = h * masks[0]
-            recurrent_zr = tf.matmul(h_h, self.recurrent_kernel[:, : 2 * units])
+            recurrent_zr = tf.matmul(h_h, recurrent_kernel[:, : 2 * units])
         r_z, r_r = tf.split(recurrent_zr, 2, axis=-1)
         z = self.recurrent_activation(x_z + r_z)
         r = self.recurrent_activation(x_r + r_r)
-        candidate = self.activation(x_h + tf.matmul(r * h_h, self.recurrent_kernel[:, 2 * units :]))
+        candidate = self.activation(x_h + tf.matmul(r * h_h, recurrent_kernel[:, 2 * units :]))
         new_h = z * h + (1.0 - z) * candidate
         return new_h, [new_h]

@@ -172,8 +172,8 @@ class LSTMCell(BuiltinCell):
             h, c = lstm_gates(pres[0], states[1], self.activation, recurrent_activation)
             return h, [h, c]
 
-        terms = ((INPUTS, self.kernel), (STATE, self.recurrent_kernel))
-        projections = (Projection(terms, self.bias),)
+        terms = ((INPUTS, self.read(self.kernel)), (STATE, self.read(self.recurrent_kernel)))
+        projections = (Projection(terms, self.read(self.bias)),)
         d_act = output_derivative(self.activation_name)
         d_rec = output_derivative(self.recurrent_activation_name)
         if d_act is None or d_rec is None:
@@ -209,7 +209,7 @@ class LSTMCell(BuiltinCell):
             projected_inputs,
             states[0],
             states[1],
-            self.recurrent_kernel,
+            self.read(self.recurrent_kernel),
             self.activation,
             self.recurrent_activation,
             dropout_masks[1] if dropout_masks else (),

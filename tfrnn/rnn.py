@@ -184,7 +184,9 @@ class RNN(tf.Module):
             seed = getattr(self._adapter.cell, "seed", None)
             self._seeds = dropout_lib.SeedStream(seed if isinstance(seed, int) else None, name="seeds")
         if self.stateful and not trace_context.current().ignore_states:
-            self._state_variables.ensure(input_shape[0], self.get_initial_state)
+            # The states are variables in the variables' dtype, read in the compute dtype.
+            dtype = self._adapter.variable_dtype
+            self._state_variables.ensure(input_shape[0], lambda batch: self.get_initial_state(batch, dtype))
 
     def __call__(
         self,
@@ -258,7 +260,8 @@ class RNN(tf.Module):
             self._adapter, flat, batch, "states", exact=True, note=self._state_note()
         )
         if not variables.created:
-            variables.ensure(batch, self.get_initial_state, values)
+            dtype = self._adapter.variable_dtype
+            variables.ensure(batch, lambda rows: self.get_initial_state(rows, dtype), values)
         else:
             variables.assign(values)
 

@@ -61,8 +61,8 @@ class SimpleRNNCell(BuiltinCell):
             h = self.activation(pres[0])
             return h, [h]
 
-        terms = ((INPUTS, self.kernel), (STATE, self.recurrent_kernel))
-        projections = (Projection(terms, self.bias),)
+        terms = ((INPUTS, self.read(self.kernel)), (STATE, self.read(self.recurrent_kernel)))
+        projections = (Projection(terms, self.read(self.bias)),)
         d_act = output_derivative(self.activation_name)
         if d_act is None:
             return FastLoopSpec(projections, elementwise, output_state=0)
@@ -92,6 +92,6 @@ class SimpleRNNCell(BuiltinCell):
         """One step from projected inputs: `(h, [h])`."""
         masks = dropout_masks[1] if dropout_masks else ()
         h = self.activation(
-            projected_inputs + gated_recurrent_matmul(states[0], self.recurrent_kernel, 1, masks)
+            projected_inputs + gated_recurrent_matmul(states[0], self.read(self.recurrent_kernel), 1, masks)
         )
         return h, [h]

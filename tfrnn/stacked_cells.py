@@ -73,7 +73,10 @@ class StackedRNNCells(RNNCell):
 
     def get_initial_state(self, batch_size=None, dtype=None) -> list[list[tf.Tensor]]:
         """Each cell's initial states, nested per cell."""
-        return [adapter.initial_state(batch_size, dtype or self.dtype) for adapter in self.adapters]
+        return [
+            adapter.initial_state(batch_size, dtype or adapter.compute_dtype(tf.float32))
+            for adapter in self.adapters
+        ]
 
     def uses_dropout(self, training: bool) -> bool:
         return any(adapter.needs_seed(training) for adapter in self.adapters)

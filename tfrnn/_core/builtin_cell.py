@@ -200,9 +200,10 @@ class BuiltinCell(RNNCell):
         recurrent_dropout: float = 0.0,
         seed: Optional[int] = None,
         dtype: tf.DType | str = tf.float32,
+        compute_dtype: tf.DType | str | None = None,
         name: Optional[str] = None,
     ):
-        super().__init__(seed=seed, dtype=dtype, name=name)
+        super().__init__(seed=seed, dtype=dtype, compute_dtype=compute_dtype, name=name)
         self.units = check_units(units)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.check(kernel_initializer, "kernel_initializer")
@@ -240,6 +241,7 @@ class BuiltinCell(RNNCell):
             "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed,
             "dtype": self.dtype.name,
+            "compute_dtype": self.compute_dtype.name,
             "name": self.name,
         }
 
@@ -323,7 +325,7 @@ class BuiltinCell(RNNCell):
                 dropout_lib.fold_in(seed, 0),
                 tf.concat([[batch_size], feature_shape], 0),
                 self.dropout,
-                self.dtype,
+                self.compute_dtype,
                 input_count,
             )
         if self.recurrent_dropout > 0.0:
@@ -331,7 +333,7 @@ class BuiltinCell(RNNCell):
                 dropout_lib.fold_in(seed, 1),
                 tf.concat([[batch_size], state_shape], 0),
                 self.recurrent_dropout,
-                self.dtype,
+                self.compute_dtype,
                 recurrent_count,
             )
         return input_masks, recurrent_masks
@@ -340,14 +342,14 @@ class BuiltinCell(RNNCell):
 
     def input_bias(self) -> Optional[tf.Tensor]:
         """The part of the bias added to the input projection (GRU splits its bias)."""
-        return self.bias
+        return self.read(self.bias)
 
     def project_inputs(
         self, inputs: tf.Tensor, dropout_masks: Optional[DropoutMasks] = None
     ) -> tf.Tensor:
         """`inputs @ kernel + input bias`: `[..., features] -> [..., gates * units]`."""
         input_masks = dropout_masks[0] if dropout_masks else []
-        return project_gates(inputs, self.kernel, self.input_bias(), self.gates, input_masks)
+        return project_gates(inputs, self.read(self.kernel), self.input_bias(), self.gates, input_masks)
 
     def step(
         self,

@@ -117,9 +117,19 @@ class CellAdapter:
         """The dtype of the cell's outputs and states for inputs of `inputs_dtype`."""
         if self.is_tfrnn:
             output_dtype = getattr(self.cell, "output_dtype", None)
-            return output_dtype(inputs_dtype) if callable(output_dtype) else self.cell.dtype
+            return output_dtype(inputs_dtype) if callable(output_dtype) else self.cell.compute_dtype
         dtype = getattr(self.cell, "compute_dtype", None)
         return tf.as_dtype(dtype) if dtype else inputs_dtype
+
+    @property
+    def variable_dtype(self) -> tf.DType:
+        """The dtype the cell keeps its variables in (a stateful RNN's states too)."""
+        dtype = getattr(self.cell, "variable_dtype", None) or getattr(self.cell, "dtype", None)
+        try:
+            dtype = tf.as_dtype(dtype)
+        except TypeError:
+            return tf.float32
+        return dtype if dtype.is_floating else tf.float32
 
     def uses_keras_dropout(self) -> bool:
         """Whether this is a Keras cell with dropout that the adapter must seed."""

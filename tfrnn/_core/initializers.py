@@ -95,6 +95,9 @@ def initial_value(
     """A tensor of `shape` drawn from the named initializer or produced by a callable."""
     shape = tf.TensorShape(shape)
     if isinstance(identifier, str):
-        return _BY_NAME[identifier](shape, dtype, rng)
+        # 16-bit values are drawn in float32 and rounded: QR and the generators' normal
+        # draws have no bfloat16/float16 kernels.
+        wide = dtype if dtype.size >= 4 else tf.float32
+        return tf.cast(_BY_NAME[identifier](shape, wide, rng), dtype)
     # Keras initializer objects and plain functions both take (shape, dtype=...).
     return tf.convert_to_tensor(identifier(shape, dtype=dtype), dtype=dtype)

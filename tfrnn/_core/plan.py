@@ -66,6 +66,9 @@ def make_plan(
       streamed_state: explicit states a streamed trace starts this call from (they win).
       state_note: appended to state errors (how a replicated batch splits).
     """
+    for argument, value in (("mask", mask), ("initial_state", initial_state), ("constants", constants)):
+        for item in tf.nest.flatten(value):
+            check_not_symbolic(item, argument)
     inputs, dtype = _check_inputs(adapter, inputs, unroll)
     training = _check_training(training)
     mask = _check_mask(mask, inputs)
@@ -81,7 +84,27 @@ def make_plan(
     return CallPlan(inputs, mask, initial_state, constants, training, dtype)
 
 
+_KERAS_TENSORS = {
+    "keras": "a Keras 3 symbolic tensor (keras.Input): in a Keras 3 model use tfrnn.keras.RNN "
+    "(or tfrnn.keras.LSTM, GRU, SimpleRNN)",
+    "tf_keras": "a tf-keras symbolic tensor (tf_keras.Input): in a tf-keras model use "
+    "tfrnn.tf_keras.RNN (or tfrnn.tf_keras.LSTM, GRU, SimpleRNN)",
+}
+
+
+def check_not_symbolic(value: Any, argument: str) -> None:
+    """A `TypeError` for a Keras symbolic tensor: the tf.Module RNN runs on real tensors."""
+    cls = type(value)
+    package = cls.__module__.split(".")[0]
+    if package in _KERAS_TENSORS and "KerasTensor" in cls.__name__:
+        raise TypeError(
+            f"{argument} is {_KERAS_TENSORS[package]}; tfrnn.RNN is a tf.Module that runs on "
+            "tensors, not a Keras layer"
+        )
+
+
 def _check_inputs(adapter: Any, inputs: Any, unroll: bool) -> tuple[tf.Tensor, tf.DType]:
+    check_not_symbolic(inputs, "inputs")
     if isinstance(inputs, (list, tuple)):
         raise TypeError(
             "inputs must be one tensor [batch, timesteps, features...], got a "

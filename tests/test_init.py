@@ -1,0 +1,53 @@
+"""The public facade: `import tfrnn` is light, its names resolve, the rest loads on first use."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import tfrnn
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+WHAT_IMPORT_TFRNN_ADDS = """
+import json, sys
+import tensorflow  # imports Keras 3 itself (tf.keras is Keras 3 in TF 2.21)
+before = set(sys.modules)
+import tfrnn
+added = sorted(set(sys.modules) - before)
+report = {"added": added}
+tfrnn.export  # loads on first use
+report["after_export"] = sorted(m for m in sys.modules if m.startswith("tfrnn.") and m not in added)
+import tf_keras  # the tf-keras adapter comes with it, so its layers are registered
+report["registered"] = tf_keras.saving.get_registered_object("tfrnn>LSTM").__module__
+print(json.dumps(report))
+"""
+
+
+def test_import_tfrnn_loads_no_keras_litert_export_or_tflite_code():
+    result = subprocess.run([sys.executable, "-c", WHAT_IMPORT_TFRNN_ADDS], capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    heavy = ("tf_keras", "keras", "ai_edge_litert", "tfrnn.export", "tfrnn.tflite", "tfrnn._deploy", "tfrnn.tf_keras")
+    loaded = [m for m in report["added"] if m == "keras" or m.startswith(tuple(h + "." for h in heavy) + heavy)]
+    assert loaded == [], loaded
+    assert {"tfrnn.export", "tfrnn._deploy.signatures"} <= set(report["after_export"])
+    assert report["registered"] == "tfrnn.tf_keras.layers"
+
+
+def test_importtime_shows_no_tf_keras_or_litert():
+    result = subprocess.run([sys.executable, "-X", "importtime", "-c", "import tfrnn"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    modules = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert any(m.startswith("tfrnn") for m in modules)
+    assert not [m for m in modules if m.split(".")[0] in ("tf_keras", "ai_edge_litert")]
+
+
+def test_every_public_name_resolves():
+    for name in tfrnn.__all__:
+        assert getattr(tfrnn, name) is not None, name
+    assert set(tfrnn.__all__) <= set(dir(tfrnn))
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
+        tfrnn.no_such_thing  # noqa: B018
