@@ -1,5 +1,7 @@
 """paths: which loop runs a call (`choose`), and every loop path against the generic loop."""
 
+import contextlib
+
 import pytest
 import tensorflow as tf
 
@@ -31,7 +33,7 @@ def _cell(kind, units=2):
     raise ValueError(kind)
 
 
-def _route(kind, context, batch=2, training=False, graph=False, **options):
+def _route(kind, context, batch=2, training=False, graph=False, tape=False, time=4, **options):
     adapter = CellAdapter(_cell(kind))
     adapter.build(tf.TensorShape([batch, 3]))
     rnn = tfrnn.RNN(adapter.cell)
@@ -43,11 +45,12 @@ def _route(kind, context, batch=2, training=False, graph=False, **options):
         routes.append(paths.choose(_options(**options), adapter, plan, context, call))
         return inputs
 
-    spec = tf.TensorSpec([batch, 4, 3])
-    if graph:
-        tf.function(choose).get_concrete_function(spec)
-    else:
-        choose(tf.zeros([batch or 1, 4, 3]))
+    spec = tf.TensorSpec([batch, time, 3])
+    with tf.GradientTape() if tape else contextlib.nullcontext():
+        if graph:
+            tf.function(choose).get_concrete_function(spec)
+        else:
+            choose(tf.zeros([batch or 1, time or 4, 3]))
     return routes[0]
 
 
@@ -63,10 +66,15 @@ CHOOSE_CASES = [
     ("recurrent_dropout", {}, {"training": True}, paths.Route(Path.RECOMPUTE, True)),
     ("recurrent_dropout", {}, {"training": False}, paths.Route(Path.FAST, True)),
     ("stacked", {}, {}, paths.Route(Path.RECOMPUTE, True)),
-    # A training call traced with an unknown batch: TF 2.21's XLA cannot compile its gradient.
-    ("stacked", {}, {"training": True, "batch": None, "graph": True}, paths.Route(Path.WHILE, False)),
-    ("stacked", {}, {"training": True, "batch": 2, "graph": True}, paths.Route(Path.RECOMPUTE, True)),
-    ("recurrent_dropout", {}, {"training": True, "batch": None, "graph": True}, paths.Route(Path.RECOMPUTE, True)),
+    # Traced with an unknown batch or time while a tape records: TF 2.21's XLA cannot compile
+    # the gradient of the generic loop; inference keeps XLA, and so does the fast loop.
+    ("stacked", {}, {"batch": None, "graph": True, "tape": True}, paths.Route(Path.WHILE, False)),
+    ("stacked", {}, {"time": None, "graph": True, "tape": True}, paths.Route(Path.WHILE, False)),
+    ("recurrent_dropout", {}, {"training": True, "batch": None, "graph": True, "tape": True}, paths.Route(Path.WHILE, False)),
+    ("stacked", {}, {"batch": None, "time": None, "graph": True}, paths.Route(Path.RECOMPUTE, True)),
+    ("stacked", {}, {"batch": 2, "graph": True, "tape": True}, paths.Route(Path.RECOMPUTE, True)),
+    ("stacked", {}, {"batch": 2, "tape": True}, paths.Route(Path.RECOMPUTE, True)),
+    ("lstm", {}, {"batch": None, "time": None, "graph": True, "tape": True}, paths.Route(Path.FAST, True)),
     ("lstm", {"builtin_only": True}, {}, paths.Route(Path.DENSE, False)),
     ("gru_reset_before", {"builtin_only": True}, {"unroll": True}, paths.Route(Path.DENSE, False)),
     ("lstm", {"stream": object()}, {}, paths.Route(Path.STREAM, True)),

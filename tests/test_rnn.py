@@ -334,8 +334,8 @@ def built_lstm_rnn():
          r"mask must have shape \[batch, timesteps\] = \[3, 5\] to match inputs of shape \[3, 5, 4\], got shape \[3, 6\]"),
         (lambda rnn: rnn(tf.zeros([BATCH, TIME, FEATURES]), mask=tf.ones([BATCH, TIME, 1], tf.bool)), ValueError,
          r"mask must have shape .* got shape \[3, 5, 1\]"),
-        (lambda rnn: rnn(tf.zeros([BATCH, TIME, FEATURES]), mask=tf.ones([BATCH, TIME])), TypeError,
-         r"mask must be bool \[batch, timesteps\], got dtype float32"),
+        (lambda rnn: rnn(tf.zeros([BATCH, TIME, FEATURES]), mask=tf.fill([BATCH, TIME], "yes")), TypeError,
+         r"mask must be bool \(or 0/1 numbers\) \[batch, timesteps\], got dtype string"),
         (lambda rnn: rnn(tf.zeros([BATCH, TIME, FEATURES]), constants=[tf.zeros([BATCH, 2])]), ValueError,
          "constants were given, but the cell 'lstm_cell.*' does not take them"),
         (lambda rnn: rnn(tf.zeros([BATCH, TIME, FEATURES]), training="yes"), TypeError,
@@ -391,3 +391,89 @@ def test_a_keras_symbolic_tensor_says_which_adapter_to_use(built_lstm_rnn, symbo
         states["initial_state"] = [tensor, tensor]
     with pytest.raises(TypeError, match=f"{argument} is a .*{adapter}"):
         built_lstm_rnn(**states)
+
+
+# -- ragged inputs: a RaggedTensor equals its padded values with the mask of its lengths -------
+
+RAGGED_MATRIX = all_pairs(
+    {
+        "cell": CELL_KINDS,
+        "return_sequences": (False, True),
+        "go_backwards": (False, True),
+        "zero_output_for_mask": (False, True),
+        # XLA has no kernels for ragged tensors: a jit_compile caller cannot hold them (the
+        # RNN's own loop still compiles).
+        "caller": ("eager", "function"),
+    }
+)
+ROW_LENGTHS = [2, 1, TIME]
+
+
+@pytest.mark.parametrize("case", RAGGED_MATRIX, ids=case_id)
+def test_ragged_inputs_match_tf_keras_with_gradients(case):
+    """A RaggedTensor batch gives tf-keras' results and gradients (return_sequences: ragged)."""
+    ours_cell, keras_cell = twin_cells(case["cell"], UNITS, FEATURES)
+    options = {k: case[k] for k in ("return_sequences", "go_backwards", "zero_output_for_mask")}
+    values = tf.constant(random_array(30, sum(ROW_LENGTHS), FEATURES))
+    rnn = tfrnn.RNN(ours_cell, **options)
+
+    def run(flat):
+        with tf.GradientTape() as tape:
+            tape.watch(flat)
+            output = rnn(tf.RaggedTensor.from_row_lengths(flat, ROW_LENGTHS))
+            dense = output.to_tensor() if isinstance(output, tf.RaggedTensor) else output
+            loss = tf.reduce_sum(dense * dense)
+        return output, tf.convert_to_tensor(tape.gradient(loss, flat))
+
+    output, grad = call_in(case["caller"], run, values)
+    # tf-keras also zeroes a last output at a masked step with zero_output_for_mask
+    # (keras#17596); tfrnn returns the last unmasked output, as the Keras docs say.
+    reference_options = dict(options, zero_output_for_mask=options["zero_output_for_mask"] and case["return_sequences"])
+    layer = tf_keras.layers.RNN(keras_cell, **reference_options)
+    with tf.GradientTape() as tape:
+        tape.watch(values)
+        expected = layer(tf.RaggedTensor.from_row_lengths(values, ROW_LENGTHS))
+        dense = expected.to_tensor() if isinstance(expected, tf.RaggedTensor) else expected
+        loss = tf.reduce_sum(dense * dense)
+    expected_grad = tf.convert_to_tensor(tape.gradient(loss, values))
+    assert isinstance(output, tf.RaggedTensor) is case["return_sequences"]
+    if case["return_sequences"]:
+        assert output.row_lengths().numpy().tolist() == ROW_LENGTHS
+        output, expected = output.flat_values, expected.flat_values
+    assert_close(output, expected, 1e-5, "outputs")
+    assert_close(grad, expected_grad, 1e-4, "gradient of the ragged values")
+
+
+def test_ragged_inputs_equal_their_padded_values_with_a_mask():
+    rnn = tfrnn.RNN(tfrnn.GRUCell(UNITS, seed=3), return_sequences=True, go_backwards=True)
+    ragged = tf.RaggedTensor.from_row_lengths(random_array(31, sum(ROW_LENGTHS), FEATURES), ROW_LENGTHS)
+    padded = rnn(ragged.to_tensor(), mask=tf.sequence_mask(ROW_LENGTHS, TIME))
+    # Backwards the padding comes first in processing order; each row keeps its real steps.
+    expected = tf.reverse(tf.RaggedTensor.from_tensor(tf.reverse(padded, [1]), lengths=ROW_LENGTHS), [1])
+    assert_close(rnn(ragged).flat_values, expected.flat_values, 1e-6)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda rnn, r: rnn(tf.ragged.constant([[[1.0], [2.0, 3.0]]], ragged_rank=2)),
+         r"inputs must be ragged in the time axis only, .* got a RaggedTensor of ragged_rank 2"),
+        (lambda rnn, r: rnn(r, mask=tf.ones([3, 3], tf.bool)), r"mask must be None for ragged inputs"),
+    ],
+    ids=["ragged-features", "ragged-and-mask"],
+)
+def test_bad_ragged_inputs_are_named(call, message):
+    ragged = tf.RaggedTensor.from_row_lengths(random_array(32, 6, 1), [2, 1, 3])
+    with pytest.raises(ValueError, match=message):
+        call(tfrnn.RNN(tfrnn.SimpleRNNCell(2)), ragged)
+    with pytest.raises(ValueError, match="unroll=True needs a static number of timesteps, got ragged inputs"):
+        tfrnn.RNN(tfrnn.SimpleRNNCell(2), unroll=True)(ragged)
+
+
+def test_float_masks_work_like_bool_masks_as_in_tf_keras():
+    ours_cell, keras_cell = twin_cells("lstm", UNITS, FEATURES)
+    inputs = random_array(33, BATCH, TIME, FEATURES)
+    mask = random_mask(34, BATCH, TIME)
+    result = tfrnn.RNN(ours_cell, return_sequences=True)(inputs, mask=mask.astype(np.float32))
+    expected = tf_keras.layers.RNN(keras_cell, return_sequences=True)(inputs, mask=mask.astype(np.float32))
+    assert_close(result, expected, 1e-5)

@@ -211,6 +211,31 @@ def test_reset_state_is_for_stateful_rnns():
         tfrnn.RNN(tfrnn.LSTMCell(UNITS)).reset_state()
 
 
-def test_reset_state_before_the_batch_is_known():
-    with pytest.raises(ValueError, match="does not know its batch size yet"):
-        _stateful(tfrnn.LSTMCell(UNITS), "while").reset_state()
+def test_reset_state_before_the_first_call_does_nothing_and_the_first_call_starts_fresh():
+    """A training loop that resets at the start of every epoch resets before the first call."""
+    ours_cell, keras_cell = twin_cells("gru", UNITS, FEATURES)
+    rnn = _stateful(ours_cell, "jit-while")
+    rnn.reset_state()
+    assert rnn.states == []
+    inputs = random_array(20, BATCH, TIME, FEATURES)
+    expected = tf_keras.layers.RNN(keras_cell, return_sequences=True)(inputs)
+    assert_close(rnn(inputs)[0], expected, 1e-5, "first call")
+
+
+@pytest.mark.parametrize("caller", ["function", "jit"])
+def test_a_function_traced_with_an_unknown_batch_takes_the_states_batch(used_stateful_lstm, caller):
+    """States exist for batch 2; a function traced for any batch runs on batches of 2 (as in
+    Keras) and fails at run time on another batch, before the states change."""
+    rnn, before = used_stateful_lstm
+    reference = tfrnn.RNN(rnn.cell, return_sequences=True, return_state=True)
+    fn = tf.function(lambda x: rnn(x), input_signature=[tf.TensorSpec([None, TIME, FEATURES])], jit_compile=caller == "jit")
+    inputs = random_array(21, BATCH, TIME, FEATURES)
+    outputs = fn(inputs)
+    expected = reference(inputs, initial_state=before)
+    for index, (actual, wanted) in enumerate(zip(outputs, expected)):
+        assert_close(actual, wanted, 1e-5, f"result {index}")
+    assert_close(rnn.states[1], expected[2], 1e-6, "stored c")
+    stored = [v.numpy() for v in rnn.states]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="holds states for batch size 2, got inputs with another batch size|Incompatible shapes|is not compatible with expected shape"):
+        fn(random_array(22, 3, TIME, FEATURES))
+    _assert_unchanged(rnn, stored)

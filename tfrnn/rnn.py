@@ -199,8 +199,10 @@ class RNN(tf.Module):
         """Runs the cell over `inputs`.
 
         Args:
-          inputs: `[batch, timesteps, features...]`, floating.
-          mask: `[batch, timesteps]` bool; `False` skips a step.
+          inputs: `[batch, timesteps, features...]`, floating; or a `tf.RaggedTensor`
+            `[batch, (timesteps), features...]`, which runs as its padded values with the
+            mask of its row lengths, and returns a sequence just as ragged.
+          mask: `[batch, timesteps]` bool (or 0/1 numbers); `False` skips a step.
           initial_state: the states to start from, one tensor per state (`[h, c]`); for
             stacked cells flat or nested per cell (`[[h1, c1], h2]`).
           constants: tensors passed to every step of cells whose `call` takes `constants`.
@@ -221,10 +223,15 @@ class RNN(tf.Module):
         keeps_states = self.stateful and context.stream is None and not context.ignore_states
         if keeps_states:
             self._state_variables.check_call_batch(plan.batch)
+            if plan.batch is None:
+                inputs = self._state_variables.with_checked_batch(plan.inputs)
+                plan = dataclasses.replace(plan, inputs=inputs)
         output, final_states = self._run(plan, context, keeps_states)
         if context.observer is not None:
             record = trace_context.CallRecord(self, self.state_shapes, plan.dtype, list(final_states))
             context.observer(record)
+        if self.return_sequences:
+            output = plan.ragged_output(output, self.go_backwards)
         if self.return_state:
             return [output] + list(final_states)
         return output
@@ -234,9 +241,11 @@ class RNN(tf.Module):
 
         Args:
           states: `None` for the cell's initial state (zeros unless the cell defines
-            `get_initial_state`), or one array per state, `[batch, *state_shape]` each (for
-            stacked cells flat or nested per cell). Nothing changes if they are invalid.
-            Under a strategy `batch` is the global batch (a replica's inside `strategy.run`).
+            `get_initial_state`; before the first call nothing needs resetting), or one array
+            per state, `[batch, *state_shape]` each (for stacked cells flat or nested per
+            cell), which also fixes the batch before the first call. Nothing changes if they
+            are invalid. Under a strategy `batch` is the global batch (a replica's inside
+            `strategy.run`).
         """
         if not self.stateful:
             raise ValueError(
@@ -245,10 +254,7 @@ class RNN(tf.Module):
         variables = self._state_variables
         if states is None:
             if not variables.created:
-                raise ValueError(
-                    "reset_state() before the first call: the RNN does not know its batch size "
-                    "yet; call it once, call build(input_shape), or pass states=[...]"
-                )
+                return  # the first call creates the states at the cell's initial state
             dtype = variables.state_variables[0].dtype
             variables.assign(self.get_initial_state(variables.batch_here(), dtype))
             return

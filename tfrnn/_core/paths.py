@@ -13,13 +13,15 @@
 |              | backward pass, weight gradients batched over time      | recurrent dropout                              |
 | `RECOMPUTE`  | the generic `tf.while_loop` under a recompute gradient | XLA (the loop's TensorLists must not cross the |
 |              | (`_core.recompute`)                                    | XLA/TF boundary)                               |
-| `WHILE`      | the generic `tf.while_loop`, TensorFlow's own gradient | no XLA; or a training call traced with an      |
-|              |                                                        | unknown batch whose loop runs whole steps      |
+| `WHILE`      | the generic `tf.while_loop`, TensorFlow's own gradient | no XLA; or a call traced with an unknown batch |
+|              |                                                        | or time axis while a gradient tape records     |
 
-The last rule: TF 2.21's XLA cannot compile the gradient of a loop that runs a cell's whole
-step with a batch unknown while tracing (`fit` with a last partial batch): a
-`BroadcastGradientArgs` in the loop's gradient gets shapes XLA needs as constants. Built-in
-cells project their inputs before the loop and are not affected.
+The last rule: TF 2.21's XLA cannot compile the gradient of the generic while loop when the
+batch or the number of timesteps is unknown while tracing (`fit` with a last partial batch, a
+`tf.function` with `input_signature=[tf.TensorSpec([None, None, F])]`): the gradients of the
+loop's per-step reads need the shapes as compile-time constants. Such a call runs without XLA
+when a `GradientTape` records while it is traced (inside the function or around its call);
+inference keeps XLA. The fast loop writes its own backward pass and is not affected.
 
 `choose` answers "which path runs this call" and nothing else does; `RUNNERS` maps each loop
 path to its function, which takes `(adapter, options, plan, states, seed)` and returns
@@ -91,15 +93,23 @@ def choose(
         return Route(Path.UNROLLED, jit_compile)
     if adapter.fast_loop_spec(plan.training) is not None:
         return Route(Path.FAST, jit_compile)
-    unknown_batch_gradient = (
-        plan.training
-        and plan.batch is None
-        and not adapter.projects_inputs
-        and not tf.executing_eagerly()
-    )
-    if jit_compile and not unknown_batch_gradient:
+    if jit_compile and not _unknown_shape_gradient(plan):
         return Route(Path.RECOMPUTE, True)
     return Route(Path.WHILE, False)
+
+
+def _unknown_shape_gradient(plan: CallPlan) -> bool:
+    """Whether a tape may differentiate a loop traced with an unknown batch or time axis."""
+    if tf.executing_eagerly():
+        return False  # eager shapes are known
+    if plan.batch is not None and plan.inputs.shape[1] is not None:
+        return False
+    try:
+        from tensorflow.python.eager import record  # no public equivalent
+    except ImportError:  # pragma: no cover - a TensorFlow without it: training as the sign
+        return plan.training
+    # True while a GradientTape records, also when it is outside the function being traced.
+    return record.could_possibly_record()
 
 
 # -- the runners ------------------------------------------------------------------------------

@@ -22,15 +22,17 @@ class CallPlan:
     """A validated call: what a path runs on."""
 
     inputs: tf.Tensor
-    """`[batch, timesteps, features...]`, in the compute dtype."""
+    """`[batch, timesteps, features...]`, in the compute dtype (ragged inputs padded)."""
     mask: Optional[tf.Tensor]
-    """`[batch, timesteps]` bool, or `None`."""
+    """`[batch, timesteps]` bool, or `None` (ragged inputs: their row lengths)."""
     initial_state: Optional[list]
     """The explicit initial states, flat, in the compute dtype; `None`: stored or initial."""
     constants: Optional[list]
     training: bool
     dtype: tf.DType
     """The compute dtype of the outputs and states."""
+    row_lengths: Optional[tf.Tensor] = None
+    """`[batch]` int64: the inputs were a `tf.RaggedTensor` with these row lengths."""
 
     @property
     def batch(self) -> Optional[int]:
@@ -41,8 +43,18 @@ class CallPlan:
         """The plan's arguments for a traced function (`from_tensors` rebuilds the plan)."""
         return self.inputs, self.mask, self.initial_state, self.constants, self.training
 
-    def from_tensors(self, inputs, mask, initial_state, constants, training) -> "CallPlan":
-        return CallPlan(inputs, mask, initial_state, constants, training, self.dtype)
+    def ragged_output(self, output: tf.Tensor, go_backwards: bool) -> Any:
+        """A returned sequence as ragged as the inputs were (as tf-keras returns it).
+
+        Backwards, the sequence is in processing order, its padding first: each row keeps
+        its real steps, still in processing order.
+        """
+        if self.row_lengths is None:
+            return output
+        if not go_backwards:
+            return tf.RaggedTensor.from_tensor(output, lengths=self.row_lengths)
+        ragged = tf.RaggedTensor.from_tensor(tf.reverse(output, [1]), lengths=self.row_lengths)
+        return tf.reverse(ragged, [1])
 
 
 def make_plan(
@@ -69,6 +81,7 @@ def make_plan(
     for argument, value in (("mask", mask), ("initial_state", initial_state), ("constants", constants)):
         for item in tf.nest.flatten(value):
             check_not_symbolic(item, argument)
+    inputs, mask, row_lengths = _unragged(inputs, mask, unroll)
     inputs, dtype = _check_inputs(adapter, inputs, unroll)
     training = _check_training(training)
     mask = _check_mask(mask, inputs)
@@ -81,7 +94,35 @@ def make_plan(
             _check_initial_state(adapter, streamed_state, inputs, "streamed states", state_note),
             dtype,
         )
-    return CallPlan(inputs, mask, initial_state, constants, training, dtype)
+    return CallPlan(inputs, mask, initial_state, constants, training, dtype, row_lengths)
+
+
+def _unragged(inputs: Any, mask: Any, unroll: bool):
+    """A `tf.RaggedTensor` `[batch, (timesteps), features...]` as padded inputs and a mask.
+
+    The results equal those of the padded inputs with the mask of their row lengths.
+    """
+    if not isinstance(inputs, tf.RaggedTensor):
+        return inputs, mask, None
+    if inputs.ragged_rank != 1:
+        raise ValueError(
+            "inputs must be ragged in the time axis only, [batch, (timesteps), features...] "
+            f"with ragged_rank 1, got a RaggedTensor of ragged_rank {inputs.ragged_rank} "
+            f"(shape {inputs.shape}); a ragged feature axis cannot be fed to a cell"
+        )
+    if mask is not None:
+        raise ValueError(
+            "mask must be None for ragged inputs, got a mask: the row lengths of a "
+            "RaggedTensor are its mask (pad the inputs to pass a mask of your own)"
+        )
+    if unroll:
+        raise ValueError(
+            "unroll=True needs a static number of timesteps, got ragged inputs (a ragged "
+            "time axis); use unroll=False for a variable number of timesteps"
+        )
+    row_lengths = inputs.row_lengths()
+    padded = inputs.to_tensor()
+    return padded, tf.sequence_mask(row_lengths, tf.shape(padded)[1]), row_lengths
 
 
 _KERAS_TENSORS = {
@@ -158,9 +199,12 @@ def _check_mask(mask: Any, inputs: tf.Tensor) -> Optional[tf.Tensor]:
         return None
     mask = tf.convert_to_tensor(mask)
     if mask.dtype != tf.bool:
-        if not mask.dtype.is_integer:
-            raise TypeError(f"mask must be bool [batch, timesteps], got dtype {mask.dtype.name}")
-        mask = tf.not_equal(mask, 0)
+        # 0/1 masks of numbers work as in tf-keras: non-zero means "use this step".
+        if not (mask.dtype.is_integer or mask.dtype.is_floating):
+            raise TypeError(
+                f"mask must be bool (or 0/1 numbers) [batch, timesteps], got dtype {mask.dtype.name}"
+            )
+        mask = tf.not_equal(mask, tf.zeros([], mask.dtype))
     expected = inputs.shape[:2]
     if mask.shape.rank != 2 or not mask.shape.is_compatible_with(expected):
         raise ValueError(

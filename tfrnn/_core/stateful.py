@@ -175,13 +175,17 @@ class StateVariables(tf.Module):
             self.assign(values)
 
     def check_call_batch(self, batch: Optional[int]) -> None:
-        """Raises a `ValueError` if a call's `batch` is not the one the states hold here."""
+        """Raises a `ValueError` if a call's static `batch` is not the one the states hold here.
+
+        An unknown `batch` (a function traced without one) is checked when it runs (see
+        `with_checked_batch`).
+        """
         misplaced = self.misplaced_replica_call()
         if misplaced is not None:
             raise ValueError(misplaced)
         expected = self.batch_here()
         layout = self._layout
-        if batch == expected:
+        if batch == expected or batch is None:
             return
         if layout.replicas == 1:
             raise ValueError(
@@ -200,6 +204,26 @@ class StateVariables(tf.Module):
             f"{layout.global_batch} (strategy.experimental_distribute_dataset gives each "
             f"replica {layout.replica_batch} rows of them)"
         )
+
+    def with_checked_batch(self, inputs: tf.Tensor) -> tf.Tensor:
+        """`inputs` of an unknown static batch, checked at run time to have the states' batch.
+
+        The result has that static batch; a call with another one fails before its loop
+        runs, so the states are not touched.
+        """
+        expected = self.batch_here()
+        check = tf.debugging.assert_equal(
+            tf.shape(inputs)[0],
+            tf.constant(expected, tf.int32),
+            message=(
+                f"this stateful RNN holds states for batch size {expected}, got inputs with "
+                f"another batch size; feed batches of {expected}, or create a new RNN for "
+                "another batch size"
+            ),
+        )
+        with tf.control_dependencies([check]):
+            inputs = tf.identity(inputs)
+        return tf.ensure_shape(inputs, [expected] + [None] * (inputs.shape.rank - 1))
 
     def create(self, initial_values: Sequence[tf.Tensor], layout: distribute.ReplicaLayout) -> None:
         """Creates the variables (eagerly, even while a function is being traced).
