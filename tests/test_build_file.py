@@ -27,7 +27,7 @@ HELPERS_TARGET = "test_support"
 # Core ranks: a core module may import core modules of its own rank or a lower one.
 CORE_RANKS = {
     0: ["_core", "_core/activations", "_core/initializers", "_core/dropout", "_core/state_spec",
-        "_core/distribute", "_core/arguments", "_core/variables", "bucketing"],
+        "_core/distribute", "_core/arguments", "_core/variables", "_core/time_axis", "bucketing"],
     1: ["cell", "_core/builtin_cell", "simple_rnn_cell", "lstm_cell", "gru_cell",
         "_core/cell_adapter", "stacked_cells"],
     2: ["loop", "_core/fast_loop", "_core/recompute"],

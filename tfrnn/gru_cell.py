@@ -128,9 +128,9 @@ class GRUCell(BuiltinCell):
         if d_act is None or d_rec is None:
             return FastLoopSpec(projections, elementwise, output_state=0)
 
-        # Unlike the LSTM's, keeping the activated gates measured slower here (GRU
-        # 32x100x64x128 training step 15.7 -> 17.3 ms): the forward pass then materializes
-        # them, and the backward's recomputation from the pre-activations is cheap.
+        # Unlike the LSTM, the GRU keeps its pre-activations, not its activated gates: the
+        # forward pass would materialize them, and recomputing them here is cheap (keeping
+        # them measured slower, docs/performance.md).
         def elementwise_vjp(pres, states, d_output, d_new_states):
             h = states[0]
             d_h = d_new_states[0] if d_output is None else d_output + d_new_states[0]

@@ -18,6 +18,8 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 
+from tfrnn._core.time_axis import time_major, where_unmasked
+
 StepFn = Callable[[tf.Tensor, list], tuple[tf.Tensor, list]]
 
 
@@ -30,20 +32,6 @@ class LoopResult(NamedTuple):
     """`[batch, time, *output_shape]` in processing order, or `None` unless requested."""
     final_states: list
     """The states after the last step, in the order of `initial_states`."""
-
-
-def _time_major(tensor: tf.Tensor) -> tf.Tensor:
-    perm = [1, 0] + list(range(2, tensor.shape.rank))
-    return tf.transpose(tensor, perm)
-
-
-def _where(mask_t: tf.Tensor, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
-    """`new` where the batch entry is unmasked, else `old` (`mask_t` is `[batch]` bool)."""
-    mask_t = tf.reshape(mask_t, [-1] + [1] * (new.shape.rank - 1))
-    result = tf.where(mask_t, new, old)
-    # A mask of unknown batch must not make a state of known shape unknown (loop invariants).
-    result.set_shape(new.shape.merge_with(old.shape))
-    return result
 
 
 def _checked_step(
@@ -119,7 +107,7 @@ def rnn_loop(
     Returns:
       A `LoopResult`.
     """
-    inputs_tm = _time_major(inputs)
+    inputs_tm = time_major(inputs)
     mask_tm = None if mask is None else tf.transpose(mask)
     if go_backwards:
         inputs_tm = tf.reverse(inputs_tm, [0])
@@ -141,11 +129,11 @@ def rnn_loop(
         if mask_tm is None:
             return output, output, new_states
         mask_t = tf.gather(mask_tm, t)
-        new_states = [_where(mask_t, new, old) for new, old in zip(new_states, states)]
-        carried_output = _where(mask_t, output, prev_output)
+        new_states = [where_unmasked(mask_t, new, old) for new, old in zip(new_states, states)]
+        carried_output = where_unmasked(mask_t, output, prev_output)
         sequence_output = carried_output
         if zero_output_for_mask:
-            sequence_output = _where(mask_t, output, zero_output)
+            sequence_output = where_unmasked(mask_t, output, zero_output)
         return carried_output, sequence_output, new_states
 
     if unroll:
@@ -161,7 +149,7 @@ def rnn_loop(
             prev_output, sequence_output, states = masked_step(t, x_t, prev_output, states)
             if return_sequences:
                 sequence.append(sequence_output)
-        outputs = _time_major(tf.stack(sequence)) if return_sequences else None
+        outputs = time_major(tf.stack(sequence)) if return_sequences else None
         return LoopResult(prev_output, outputs, states)
 
     timesteps = inputs.shape[1]
@@ -198,5 +186,5 @@ def rnn_loop(
     last_output, collected, final_states = results[1], results[2], list(results[3:])
     outputs = None
     if return_sequences:
-        outputs = _time_major(collected if dense_outputs else collected.stack())
+        outputs = time_major(collected if dense_outputs else collected.stack())
     return LoopResult(last_output, outputs, final_states)

@@ -93,10 +93,9 @@ def fast_activation(name: Any, activation: Callable[[tf.Tensor], tf.Tensor]):
     """The activation for the fast loop's gate math.
 
     Under XLA, `sigmoid` becomes `0.5 * tanh(x / 2) + 0.5`: XLA:CPU emits sigmoid as
-    `1 / (1 + exp(-x))`, an exp and a divide, and its tanh is cheaper (a bare LSTM loop
-    1x100x64x128: 0.77 -> 0.71 ms and 0.70 -> 0.65 ms in two runs; 32x100 with two chains
-    5.3 -> 4.7 ms). The values agree to 1.5e-7 (tf.sigmoid's own error is 1.4e-7). The
-    plain TensorFlow path keeps the single sigmoid op (one op instead of four per gate).
+    `1 / (1 + exp(-x))`, an exp and a divide, and its tanh is cheaper (docs/performance.md).
+    The values agree to 1.5e-7 (tf.sigmoid's own error is 1.4e-7). The plain TensorFlow
+    path keeps the single sigmoid op (one op instead of four per gate).
     """
     if name == "sigmoid" and in_xla_context():
         return _tanh_sigmoid

@@ -1,82 +1,480 @@
-"""`run_fast_loop`: the fast path for built-in cells, a time loop with a hand-written backward pass.
+"""The fast loop: a built-in cell's time loop with a hand-written backward pass.
 
 A built-in cell's step is a few matmuls followed by elementwise gate math (`FastLoopSpec`):
 
-    pre_g = sum_k source_k @ kernel_k + bias_g     (source: the step's inputs or the state h)
+    pre_g = sum_k source_k @ kernel_gk + bias_g     (source_k: the step's inputs x_t, or h)
     output, new_states = elementwise(pres, prev_states)
 
-Differentiating the generic `tf.while_loop` makes TensorFlow save every intermediate of every
-step and run the matmul gradients one step at a time. `run_fast_loop` saves, per step, only what
-the cell's backward needs (its gate activations, `FastLoopSpec.saved`, or else the
-pre-activations) and the previous states; its backward loop does per step only what is truly
-sequential: the VJP of the elementwise part (the cell's hand-written one, or a local
-`GradientTape`) and `d_pre @ recurrent_kernel^T`. The weight gradients, the bias gradients
-and the input gradient are then one large matmul each over all timesteps, which runs much
-closer to the machine's matmul peak. Masking follows Keras' rules exactly (see
-`tfrnn.unroll`), with its gradient written out in `_mask_gradients`. Without a gradient
-tape XLA drops the saves (their TensorArrays are dead loop state), so inference pays nothing
-for them.
+Differentiating the generic `tf.while_loop` (`tfrnn.loop`) makes TensorFlow save every
+intermediate of every step and run the matmul gradients one step at a time. The fast loop's
+forward pass saves per step only the previous states and either the cell's gate activations
+(`FastLoopSpec.saved`) or the pre-activations. Its backward loop runs from the last step to
+the first and does only what is truly sequential:
 
-Measured on XLA:CPU, 2 cores (tools/benchmark.py and micro-benchmarks of the loop; medians of
-interleaved runs; the machine is shared, so each figure is from a quiet moment and was
-repeated). Kept because they won:
-* under XLA, a batch of 16 to 64 rows (LSTM; see `_groups`) runs as two independent
-  half-batch chains in the same loop, forward and backward: XLA's thunk executor runs them
-  on both cores at once, where one chain leaves a core idle during every elementwise step and
-  small matmul. LSTM 32x100x64x128 inference 6.2 -> 4.4 ms, training step 21.1 -> 17.5-18.5
-  ms; GRU inference 5.3 -> 4.3 ms, GRU training step unchanged within noise. Caveat: it needs
-  the second core; while another process keeps a core busy the two chains serialize and a
-  call can take 6-8 ms instead of 4.4 (one chain: ~6.5 either way). Larger steps (128x512
-  units) lost: their matmuls already use both cores.
-* the backward loop reads each step's saved tensors one iteration ahead into the loop state:
-  read where they are used, XLA fuses the dynamic slice into every elementwise consumer,
-  where it becomes scalar code (backward loop 7.4 -> 6.3 ms in a profile).
-* the LSTM keeps its activated gates for the backward pass (`FastLoopSpec.saved`), which then
-  recomputes only tanh(c); the GRU measured slower so (training step 15.7 -> 17.3 ms) and
-  keeps its pre-activations.
-* without a mask the output is h itself and is not carried (or saved) a second time.
-* under XLA the cells' sigmoid gates are computed from tanh (`builtin_cell.fast_activation`).
-* the input projection `x_t @ W` is computed inside the loop: one big matmul before the
-  loop measured no faster at batch 1 (0.74 vs 0.75 ms) and slower at batch 32 (6.6 vs 6.1
-  ms), because each step must then read a slice of a much larger array, which XLA emits
-  slowly; reading it one step ahead did not help either. (One joint `concat([x_t, h]) @
-  concat([W, R])` per step was no faster, and concatenating the kernels costs a copy of all
-  weights per call, which dominates a one-step streaming call.)
-* the transposed recurrent kernels are formed once, before the backward loop;
-* a projection with both an input and a state term gets one weight-gradient matmul over
-  `concat([X, H])` instead of two.
-Tried and dropped: partial unrolling of the loop body (2 or 4 steps per iteration: batch 1
-0.72 -> 0.79 ms, batch 32 no gain); splitting the recurrent matmul into 2 or 4 column blocks
-(no concurrency gained at batch 1, slower at batch 32); a transposed `[units, batch]` carry
-(no gain, much slower with a precomputed projection); four or eight chains (no better than
-two); XLA already removes the saves from the inference loop, so no separate forward-only
-loop is needed. What remains is matmul-bound: XLA:CPU's batch-1 matrix-vector product
-(`h @ R`, 128x512) takes 2.4 us of a 4 us step, and its small matmuls reach ~140 GFLOP/s.
+    d_pres_t, d_prev_states = the VJP of elementwise at step t   (the cell's, or a GradientTape)
+    d_h_{t-1} += sum_g d_pre_g,t @ recurrent_kernel_g^T
+
+Everything else is one matmul per projection over all timesteps at once, with X the inputs
+and H the saved previous h, both `[time * batch, ...]`: `d_kernel = concat([X, H])^T @ d_pre`,
+`d_bias = sum(d_pre)`, `d_inputs = d_pre @ input_kernel^T`. Masking follows Keras' rules
+(`tfrnn.loop`); its gradient is written out in `_mask_gradients`. Without a gradient tape XLA
+drops the saves (dead loop state), so inference pays nothing for them. Under XLA a batch of
+16 rows or more with narrow steps runs as two independent half-batch chains in one loop
+(`_chains`), so that one chain's gate math overlaps the other's matmul on a second core.
+What was measured for each of these choices, and what was tried and dropped:
+docs/performance.md, "The fast loop: what was measured, kept and dropped".
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import dataclasses
+from typing import Callable, NamedTuple, Optional, Sequence, Union
 
 import tensorflow as tf
 
 from tfrnn._core.builtin_cell import INPUTS, STATE, FastLoopSpec, Projection, in_xla_context
+from tfrnn._core.time_axis import time_major, where_unmasked
 
-# Under XLA, a static batch of at least GROUP_MIN_BATCH rows whose pre-activations are at
-# most GROUP_MAX_SIZE elements per step runs as two chains (see the module docstring); larger
-# steps' matmuls already use both cores.
-GROUP_MIN_BATCH = 16
-GROUP_MAX_SIZE = 32 * 1024
+# Under XLA, a static batch of at least CHAINS_MIN_BATCH rows whose pre-activations are at
+# most CHAINS_MAX_SIZE elements per step runs as two chains; larger steps' matmuls already use
+# both cores.
+CHAINS_MIN_BATCH = 16
+CHAINS_MAX_SIZE = 32 * 1024
+
+Timesteps = Union[int, tf.Tensor]
+MaskReader = Callable[[tf.Tensor], Optional[tf.Tensor]]
 
 
-def _time_major(tensor: tf.Tensor) -> tf.Tensor:
-    return tf.transpose(tensor, [1, 0] + list(range(2, tensor.shape.rank)))
+class Chain(NamedTuple):
+    """The rows of the batch that one independent chain of the loop computes."""
+
+    start: int
+    size: Optional[int]
+    """`None`: the whole batch (one chain)."""
+
+    def rows(self, tensor: Optional[tf.Tensor], axis: int = 0) -> Optional[tf.Tensor]:
+        """The chain's rows of `tensor` along its batch `axis`."""
+        if tensor is None or self.size is None:
+            return tensor
+        index = [slice(None)] * axis + [slice(self.start, self.start + self.size)]
+        return tensor[tuple(index)]
 
 
-def _where(mask_t: Optional[tf.Tensor], new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
-    if mask_t is None:
-        return new
-    return tf.where(tf.reshape(mask_t, [-1] + [1] * (new.shape.rank - 1)), new, old)
+def _chains(batch: Optional[int], width: int) -> list[Chain]:
+    """The chains over a static `batch` whose steps' pre-activations are `width` wide."""
+    if (
+        batch is None
+        or batch < CHAINS_MIN_BATCH
+        or batch * width > CHAINS_MAX_SIZE
+        or not in_xla_context()
+    ):
+        return [Chain(0, None)]
+    half = (batch + 1) // 2
+    return [Chain(0, half), Chain(half, batch - half)]
+
+
+class Weights(NamedTuple):
+    """One projection's weights as tensors, by source."""
+
+    sources: tuple[str, ...]
+    """The sources of the projection's terms in order: the order of its kernel gradients."""
+    inputs: Optional[tf.Tensor]
+    """`[features, width]`, or `None`."""
+    state: Optional[tf.Tensor]
+    """`[units, width]`, the kernel of h, or `None`."""
+    bias: Optional[tf.Tensor]
+
+    @property
+    def width(self) -> int:
+        return (self.inputs if self.inputs is not None else self.state).shape[-1]
+
+    def project(self, x_t: tf.Tensor, h: tf.Tensor) -> tf.Tensor:
+        """The step's pre-activation `[batch, width]`."""
+        if self.inputs is not None and self.state is not None:
+            pre = tf.matmul(x_t, self.inputs) + tf.matmul(h, self.state)
+        elif self.inputs is not None:
+            pre = tf.matmul(x_t, self.inputs)
+        else:
+            pre = tf.matmul(h, self.state)
+        return pre if self.bias is None else pre + self.bias
+
+
+def _weights(projections: Sequence[Projection], flat: Sequence[tf.Tensor]) -> list[Weights]:
+    """Each projection's `Weights` from `flat`: every term's kernel in order, then the biases."""
+    num_kernels = sum(len(p.terms) for p in projections)
+    kernels, biases = iter(flat[:num_kernels]), iter(flat[num_kernels:])
+    result = []
+    for projection in projections:
+        by_source = {source: next(kernels) for source, _ in projection.terms}
+        bias = next(biases) if projection.bias is not None else None
+        sources = tuple(source for source, _ in projection.terms)
+        result.append(Weights(sources, by_source.get(INPUTS), by_source.get(STATE), bias))
+    return result
+
+
+class Saved(NamedTuple):
+    """What the forward pass keeps for the backward pass (dense tensors, time-major)."""
+
+    inputs: tf.Tensor
+    """`[time, batch, features]` in processing order."""
+    timesteps: Timesteps
+    chains: list[Chain]
+    weights: list[Weights]
+    mask: Optional[tf.Tensor]
+    """`[time, batch]` bool in processing order, or `None`."""
+    saves: list[list[tf.Tensor]]
+    """Per chain: `FastLoop.save`'s tensors of every step, each `[time, rows, width]`."""
+    prev_states: list[list[tf.Tensor]]
+    """Per chain: the states before every step, each `[time, rows, ...]`."""
+    final_states: list[tf.Tensor]
+    output: tf.Tensor
+
+
+class _ForwardCarry(NamedTuple):
+    """One chain's forward loop state."""
+
+    output: tf.Tensor
+    """The carried output (the last unmasked one), or an empty placeholder when not carried."""
+    prev_states: list[tf.TensorArray]
+    saves: list[tf.TensorArray]
+    sequence: tf.TensorArray
+    """The returned sequence (size 0 without `return_sequences`)."""
+    states: list[tf.Tensor]
+
+
+class _StepReads(NamedTuple):
+    """One chain's tensors of one step, as the backward pass reads them."""
+
+    d_sequence: Union[tf.Tensor, tuple]
+    """The incoming gradient of the step's sequence output, or `()` without a sequence."""
+    prev_states: list[tf.Tensor]
+    saves: list[tf.Tensor]
+
+
+class _BackwardCarry(NamedTuple):
+    """One chain's backward loop state, from the last step to the first."""
+
+    d_carried: Union[tf.Tensor, tuple]
+    """The gradient of the carried output, or `()` when the output is not carried."""
+    d_pres: list[tf.TensorArray]
+    next: _StepReads
+    """The next step's reads, read one iteration ahead (see docs/performance.md)."""
+    d_states: list[tf.Tensor]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FastLoop:
+    """A built-in cell's time loop with a hand-written gradient, for one call's options.
+
+    `loop(inputs, initial_states)` runs `forward` under a custom gradient whose gradient
+    function is `backward`; see the module docstring.
+    """
+
+    spec: FastLoopSpec
+    output_spec: tf.TensorSpec
+    """Shape `[batch, ...]` and dtype of one step's output."""
+    mask: Optional[tf.Tensor] = None
+    """`[batch, time]` bool; `False` marks a step to skip."""
+    go_backwards: bool = False
+    zero_output_for_mask: bool = False
+    return_sequences: bool = False
+
+    def __post_init__(self):
+        for projection in self.spec.projections:
+            sources = [source for source, _ in projection.terms]
+            for source in (INPUTS, STATE):
+                if sources.count(source) > 1:
+                    raise ValueError(f"a projection has two {source} terms; sum their kernels")
+
+    @property
+    def carry_output(self) -> bool:
+        """Whether the loop carries the output: without a mask it is the output state."""
+        return self.mask is not None or self.spec.output_state is None
+
+    def __call__(
+        self, inputs: tf.Tensor, initial_states: Sequence[tf.Tensor]
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """`(outputs [batch, time, ...] or last output [batch, ...], final_states)`."""
+        # Weights enter the custom gradient as tensors, so their gradients are returned as such.
+        projections = self.spec.projections
+        flat_weights = [tf.convert_to_tensor(k) for p in projections for _, k in p.terms]
+        flat_weights += [tf.convert_to_tensor(p.bias) for p in projections if p.bias is not None]
+        mask = None if self.mask is None else tf.transpose(self.mask)
+        if self.go_backwards and mask is not None:
+            mask = tf.reverse(mask, [0])
+        num_states = len(initial_states)
+
+        @tf.custom_gradient
+        def run(inputs, *args):
+            states, weights = list(args[:num_states]), _weights(projections, args[num_states:])
+            output, final_states, saved = self.forward(inputs, states, weights, mask)
+
+            def grad(d_output, *d_final_states):
+                return self.backward(saved, d_output, d_final_states)
+
+            return (output, *final_states), grad
+
+        results = run(inputs, *initial_states, *flat_weights)
+        return results[0], list(results[1:])
+
+    # -- what a step keeps, and its VJP from that ----------------------------------------------
+
+    def save(self, pres: list, prev_states: list) -> list:
+        """What a step keeps besides its previous states: the saved activations, or `pres`."""
+        if self.spec.saved_vjp is not None:
+            return [self.spec.saved(pres, prev_states)]
+        return pres
+
+    def saved_widths(self, weights: list[Weights]) -> list[int]:
+        if self.spec.saved_vjp is not None:
+            return [self.spec.saved_width]
+        return [w.width for w in weights]
+
+    def vjp(self, saves: list, prev_states: list, d_output, d_new_states: list):
+        """`(d_pres, d_prev_states)` of a step's elementwise part, from what `save` kept."""
+        if self.spec.saved_vjp is not None:
+            return self.spec.saved_vjp(saves[0], prev_states, d_output, d_new_states)
+        if self.spec.elementwise_vjp is not None:
+            return self.spec.elementwise_vjp(saves, prev_states, d_output, d_new_states)
+        return _tape_vjp(self.spec.elementwise, saves, prev_states, d_output, d_new_states)
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def forward(self, inputs, states, weights, mask) -> tuple[tf.Tensor, list, Saved]:
+        """The loop over `inputs` `[batch, time, features]`: `(output, final_states, saved)`.
+
+        `mask` is `[time, batch]` in processing order, or `None`.
+        """
+        xs = time_major(inputs)
+        if self.go_backwards:
+            xs = tf.reverse(xs, [0])
+        timesteps = tf.shape(xs)[0] if xs.shape[0] is None else xs.shape[0]
+        chains = _chains(xs.shape[1], sum(w.width for w in weights))
+        read_masks = _mask_readers(mask, chains, timesteps)
+        x_ta = _ta(xs.dtype, timesteps, xs.shape[1:]).unstack(xs)
+        chain_states = [[chain.rows(s) for s in states] for chain in chains]
+        zero_outputs = [self._zero_output(tf.shape(s[0])[:1]) for s in chain_states]
+        init = [
+            self._forward_init(s, zero, timesteps, self.saved_widths(weights), xs.dtype)
+            for s, zero in zip(chain_states, zero_outputs)
+        ]
+
+        def body(t, carry):
+            x_t = x_ta.read(t)
+            return t + 1, [
+                self._forward_step(t, read(t), chain.rows(x_t), c, weights, zero)
+                for chain, c, read, zero in zip(chains, carry, read_masks, zero_outputs)
+            ]
+
+        _, final = tf.while_loop(
+            lambda t, _: t < timesteps, body, (tf.constant(0), init), maximum_iterations=timesteps
+        )
+        final_states = [_join([c.states[i] for c in final]) for i in range(len(states))]
+        if self.return_sequences:
+            output = time_major(_join([c.sequence.stack() for c in final], axis=1))
+        elif self.carry_output:
+            output = _join([c.output for c in final])
+        else:
+            output = final_states[self.spec.output_state]
+        saves = [[ta.stack() for ta in c.saves] for c in final]
+        prev_states = [[ta.stack() for ta in c.prev_states] for c in final]
+        return output, final_states, Saved(
+            xs, timesteps, chains, weights, mask, saves, prev_states, final_states, output
+        )
+
+    def _zero_output(self, rows: tf.Tensor) -> tf.Tensor:
+        shape = tf.concat([rows, self.output_spec.shape[1:]], 0)
+        return tf.zeros(shape, self.output_spec.dtype)
+
+    def _forward_init(self, states, zero_output, timesteps, saved_widths, dtype) -> _ForwardCarry:
+        rows = states[0].shape[:1]
+        return _ForwardCarry(
+            output=zero_output if self.carry_output else tf.zeros([0]),
+            sequence=_ta(
+                self.output_spec.dtype,
+                timesteps if self.return_sequences else 0,
+                zero_output.shape,
+            ),
+            saves=[_ta(dtype, timesteps, rows.concatenate([width])) for width in saved_widths],
+            prev_states=[_ta(s.dtype, timesteps, s.shape) for s in states],
+            states=states,
+        )
+
+    def _forward_step(self, t, mask_t, x_t, carry: _ForwardCarry, weights, zero_output):
+        prev_states = list(carry.states)
+        pres = [w.project(x_t, prev_states[0]) for w in weights]
+        output, new_states = self.spec.elementwise(pres, prev_states)
+        new_states = [where_unmasked(mask_t, n, o) for n, o in zip(new_states, prev_states)]
+        carried = carry.output
+        if self.carry_output:
+            carried = where_unmasked(mask_t, output, carry.output)
+        sequence = carry.sequence
+        if self.return_sequences:
+            sequence_output = carried if self.carry_output else output
+            if self.zero_output_for_mask:
+                sequence_output = where_unmasked(mask_t, output, zero_output)
+            sequence = sequence.write(t, sequence_output)
+        saves = self.save(pres, prev_states)
+        return _ForwardCarry(
+            output=carried,
+            sequence=sequence,
+            saves=[ta.write(t, s) for ta, s in zip(carry.saves, saves)],
+            prev_states=[ta.write(t, s) for ta, s in zip(carry.prev_states, prev_states)],
+            states=new_states,
+        )
+
+    # -- backward ------------------------------------------------------------------------------
+
+    def backward(self, saved: Saved, d_output, d_final_states) -> list[tf.Tensor]:
+        """The gradients of the custom gradient's inputs: inputs, initial states, weights.
+
+        TensorArrays must not cross from the forward into the backward function (XLA cannot
+        pass TensorLists between functions): they are rebuilt here from `saved`'s tensors.
+        """
+        read_masks = _mask_readers(saved.mask, saved.chains, saved.timesteps)
+        d_states = [
+            tf.zeros_like(s) if d is None else d for s, d in zip(saved.final_states, d_final_states)
+        ]
+        d_output = tf.zeros_like(saved.output) if d_output is None else d_output
+        d_sequence = time_major(d_output) if self.return_sequences else None
+        if not self.return_sequences and not self.carry_output:
+            # The last output is the state `output_state`: its gradient joins that state's.
+            index = self.spec.output_state
+            d_states[index] = d_states[index] + d_output
+        state_kernels_t = [
+            (index, tf.transpose(w.state)) for index, w in enumerate(saved.weights)
+            if w.state is not None
+        ]  # fmt: skip
+        steps = _StepReader.for_chains(saved, d_sequence)
+        init = [self._backward_init(saved, reader, d_states, d_output) for reader in steps]
+
+        def body(s, carry):
+            t = saved.timesteps - 1 - s
+            return s + 1, [
+                self._backward_step(t, read(t), c, reader, state_kernels_t)
+                for c, read, reader in zip(carry, read_masks, steps)
+            ]
+
+        _, final = tf.while_loop(
+            lambda s, _: s < saved.timesteps,
+            body,
+            (tf.constant(0), init),
+            maximum_iterations=saved.timesteps,
+        )
+        d_initial = [_join([c.d_states[i] for c in final]) for i in range(len(d_states))]
+        d_pres = [
+            _join([c.d_pres[i].stack() for c in final], axis=1) for i in range(len(saved.weights))
+        ]
+        return self._input_and_weight_gradients(saved, d_pres, d_initial)
+
+    def _backward_init(self, saved: Saved, reader, d_states, d_output) -> _BackwardCarry:
+        chain, prev_h = reader.chain, reader.stacked.prev_states[0]
+        rows = prev_h.shape[1:2]
+        d_pres = [
+            _ta(saved.inputs.dtype, saved.timesteps, rows.concatenate([w.width]))
+            for w in saved.weights
+        ]
+        d_carried = ()
+        if self.carry_output and self.return_sequences:
+            # The sequence's gradient arrives step by step; the last output is not returned.
+            d_carried = self._zero_output(tf.shape(prev_h)[1:2])
+        elif self.carry_output:
+            d_carried = chain.rows(d_output)
+        d_states = [chain.rows(d) for d in d_states]
+        return _BackwardCarry(d_carried, d_pres, reader.first(saved.timesteps), d_states)
+
+    def _backward_step(self, t, mask_t, carry: _BackwardCarry, reader, state_kernels_t):
+        now = carry.next
+        d_out, d_carried, d_new, d_kept = _mask_gradients(
+            mask_t,
+            carry.d_carried if self.carry_output else None,
+            now.d_sequence if self.return_sequences else None,
+            list(carry.d_states),
+            self.zero_output_for_mask,
+        )
+        d_pres, d_prev = self.vjp(now.saves, now.prev_states, d_out, d_new)
+        d_prev = [_add(a, b) for a, b in zip(d_prev, d_kept)]
+        for index, kernel_t in state_kernels_t:
+            d_prev[0] = _add(d_prev[0], tf.matmul(d_pres[index], kernel_t))
+        d_prev = [tf.zeros_like(p) if d is None else d for p, d in zip(now.prev_states, d_prev)]
+        written = [ta.write(t, d) for ta, d in zip(carry.d_pres, d_pres)]
+        next_reads = reader.read(tf.maximum(t - 1, 0))
+        if self.carry_output and d_carried is None:
+            d_carried = tf.zeros_like(carry.d_carried)
+        return _BackwardCarry(() if d_carried is None else d_carried, written, next_reads, d_prev)
+
+    def _input_and_weight_gradients(self, saved: Saved, d_pres, d_initial) -> list[tf.Tensor]:
+        """`[d_inputs] + d_initial + d_kernels + d_biases`, the matmuls over all timesteps."""
+        prev_h = _join([states[0] for states in saved.prev_states], axis=1)
+        d_kernels, d_biases, d_x = _weight_gradients(saved.weights, d_pres, saved.inputs, prev_h)
+        d_inputs = tf.reshape(d_x, tf.shape(saved.inputs))
+        if self.go_backwards:
+            d_inputs = tf.reverse(d_inputs, [0])
+        return [time_major(d_inputs)] + d_initial + d_kernels + d_biases
+
+
+class _StepReader(NamedTuple):
+    """The backward pass's reads of one chain's saved tensors, step by step."""
+
+    chain: Chain
+    saves: list[tf.TensorArray]
+    prev_states: list[tf.TensorArray]
+    d_sequence: Optional[tf.TensorArray]
+    """The whole batch's sequence gradient, or `None` without a returned sequence."""
+    stacked: _StepReads
+    """The `[time, ...]` tensors the arrays hold (`d_sequence` the whole batch's)."""
+
+    @classmethod
+    def for_chains(cls, saved: Saved, d_sequence: Optional[tf.Tensor]) -> list["_StepReader"]:
+        """One reader per chain of `saved`; `d_sequence` is `[time, batch, ...]` or `None`."""
+        saves = [_unstacked(s, saved.timesteps) for s in saved.saves]
+        prev_states = [_unstacked(s, saved.timesteps) for s in saved.prev_states]
+        d_sequence_ta = None
+        if d_sequence is not None:
+            d_sequence_ta = _unstacked([d_sequence], saved.timesteps)[0]
+        readers = []
+        for g, chain in enumerate(saved.chains):
+            d_seq = () if d_sequence is None else d_sequence
+            stacked = _StepReads(d_seq, saved.prev_states[g], saved.saves[g])
+            readers.append(cls(chain, saves[g], prev_states[g], d_sequence_ta, stacked))
+        return readers
+
+    def read(self, t) -> _StepReads:
+        return _StepReads(
+            saves=[ta.read(t) for ta in self.saves],
+            prev_states=[ta.read(t) for ta in self.prev_states],
+            d_sequence=() if self.d_sequence is None else self.chain.rows(self.d_sequence.read(t)),
+        )
+
+    def first(self, timesteps: Timesteps) -> _StepReads:
+        """The last step's reads (zeros for no steps: the loop does not run)."""
+
+        def zeros():
+            stacked = self.stacked
+            if self.d_sequence is not None:
+                stacked = stacked._replace(d_sequence=self.chain.rows(stacked.d_sequence, axis=1))
+            return tf.nest.map_structure(lambda x: tf.zeros(tf.shape(x)[1:], x.dtype), stacked)
+
+        if isinstance(timesteps, int):
+            return self.read(timesteps - 1) if timesteps > 0 else zeros()
+        return tf.cond(timesteps > 0, lambda: self.read(tf.maximum(timesteps - 1, 0)), zeros)
+
+
+def run_fast_loop(
+    spec: FastLoopSpec, inputs: tf.Tensor, initial_states: Sequence[tf.Tensor], **options
+) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """Runs a built-in cell over `inputs` `[batch, time, features]` (see `FastLoop`).
+
+    `options` are `FastLoop`'s: `output_spec`, `mask`, `go_backwards`,
+    `zero_output_for_mask`, `return_sequences`. Same contract as `tfrnn.loop.rnn_loop`, with
+    the output already picked: returns `(outputs [batch, time, ...] or last_output
+    [batch, ...], final_states)`, differentiable with respect to `inputs`, `initial_states`
+    and every kernel and bias in `spec`.
+    """
+    return FastLoop(spec, **options)(inputs, initial_states)
+
+
+# -- helpers ---------------------------------------------------------------------------------
 
 
 def _add(a: Optional[tf.Tensor], b: Optional[tf.Tensor]) -> Optional[tf.Tensor]:
@@ -92,59 +490,24 @@ def _ta(dtype, size, shape) -> tf.TensorArray:
     return tf.TensorArray(dtype, size=size, element_shape=shape)
 
 
-def _groups(batch: Optional[int], width: int) -> list[tuple[int, Optional[int]]]:
-    """`(start, size)` of each independent chain over the batch; one chain if unknown."""
-    if (
-        batch is None
-        or batch < GROUP_MIN_BATCH
-        or batch * width > GROUP_MAX_SIZE
-        or not in_xla_context()
-    ):
-        return [(0, None)]
-    half = (batch + 1) // 2
-    return [(0, half), (half, batch - half)]
-
-
-def _rows(tensor: Optional[tf.Tensor], group, axis: int = 0) -> Optional[tf.Tensor]:
-    """The group's rows of `tensor` along its batch `axis`."""
-    start, size = group
-    if tensor is None or size is None:
-        return tensor
-    index = [slice(None)] * axis + [slice(start, start + size)]
-    return tensor[tuple(index)]
+def _unstacked(stacked: list[tf.Tensor], timesteps) -> list[tf.TensorArray]:
+    """`TensorArray`s that hold the `[time, ...]` tensors `stacked`, step by step."""
+    return [_ta(s.dtype, timesteps, s.shape[1:]).unstack(s) for s in stacked]
 
 
 def _join(parts: list, axis: int = 0):
     return parts[0] if len(parts) == 1 else tf.concat(parts, axis)
 
 
-def _forward_kernels(projections):
-    """Per projection: `(input kernel or None, state kernel or None, has both)`."""
-    result = []
-    for projection in projections:
-        by_source = {INPUTS: None, STATE: None}
-        for source, kernel in projection.terms:
-            if by_source[source] is not None:
-                raise ValueError(f"a projection has two {source} terms; sum their kernels")
-            by_source[source] = kernel
-        joint = by_source[INPUTS] is not None and by_source[STATE] is not None
-        result.append((by_source[INPUTS], by_source[STATE], joint))
-    return result
-
-
-def _project(projections, kernels, x_t, h):
-    pres = []
-    for projection, (w, r, _) in zip(projections, kernels):
-        if w is not None and r is not None:
-            pre = tf.matmul(x_t, w) + tf.matmul(h, r)
-        elif w is not None:
-            pre = tf.matmul(x_t, w)
-        else:
-            pre = tf.matmul(h, r)
-        if projection.bias is not None:
-            pre = pre + projection.bias
-        pres.append(pre)
-    return pres
+def _mask_readers(mask: Optional[tf.Tensor], chains, timesteps) -> list[MaskReader]:
+    """Per chain: `t -> [rows]` bool, step `t` of `mask` `[time, batch]` (`None`: unmasked)."""
+    if mask is None:
+        return [lambda t: None] * len(chains)
+    readers = []
+    for chain in chains:
+        rows = chain.rows(mask, axis=1)
+        readers.append(_ta(tf.bool, timesteps, rows.shape[1:]).unstack(rows).read)
+    return readers
 
 
 def _mask_gradients(mask_t, d_carried, d_seq, d_states, zero_output_for_mask):
@@ -159,10 +522,10 @@ def _mask_gradients(mask_t, d_carried, d_seq, d_states, zero_output_for_mask):
     zeros = tf.zeros_like(d_carried)
     total = _add(d_carried, d_seq)
     skipped = d_carried if (d_seq is None or zero_output_for_mask) else total
-    d_out = _where(mask_t, total, zeros)
-    d_prev_carried = _where(mask_t, zeros, skipped)
-    d_new = [_where(mask_t, d, tf.zeros_like(d)) for d in d_states]
-    d_kept = [_where(mask_t, tf.zeros_like(d), d) for d in d_states]
+    d_out = where_unmasked(mask_t, total, zeros)
+    d_prev_carried = where_unmasked(mask_t, zeros, skipped)
+    d_new = [where_unmasked(mask_t, d, tf.zeros_like(d)) for d in d_states]
+    d_kept = [where_unmasked(mask_t, tf.zeros_like(d), d) for d in d_states]
     return d_out, d_prev_carried, d_new, d_kept
 
 
@@ -180,341 +543,24 @@ def _tape_vjp(elementwise, pres, prev_states, d_out, d_new):
     return grads[: len(pres)], grads[len(pres) :]
 
 
-def run_fast_loop(
-    spec: FastLoopSpec,
-    inputs: tf.Tensor,
-    initial_states: Sequence[tf.Tensor],
-    *,
-    output_spec: tf.TensorSpec,
-    mask: Optional[tf.Tensor] = None,
-    go_backwards: bool = False,
-    zero_output_for_mask: bool = False,
-    return_sequences: bool = False,
-) -> tuple[tf.Tensor, list[tf.Tensor]]:
-    """Runs a built-in cell over `inputs` `[batch, time, features]`; see the module docstring.
-
-    Same contract as `tfrnn.unroll.rnn_loop`, with the output already picked: returns
-    `(outputs [batch, time, ...] or last_output [batch, ...], final_states)`, differentiable
-    with respect to `inputs`, `initial_states` and every kernel and bias in `spec`.
-    """
-    # Weights enter the custom gradient as tensors, so their gradients are returned as such.
-    kernels = [tf.convert_to_tensor(k) for p in spec.projections for _, k in p.terms]
-    biases = [tf.convert_to_tensor(p.bias) for p in spec.projections if p.bias is not None]
-    num_states, num_kernels = len(initial_states), len(kernels)
-    if spec.saved_vjp is not None:
-        save = lambda pres, states: [spec.saved(pres, states)]  # noqa: E731
-        vjp = lambda saved, states, d_out, d_new: spec.saved_vjp(  # noqa: E731
-            saved[0], states, d_out, d_new
-        )
-    else:
-        save = lambda pres, states: pres  # noqa: E731
-        vjp = spec.elementwise_vjp or (
-            lambda pres, states, d_out, d_new: _tape_vjp(
-                spec.elementwise, pres, states, d_out, d_new
-            )
-        )
-    # Without a mask the carried output is the state `output_state` itself: not carried twice.
-    carry_output = mask is not None or spec.output_state is None
-
-    def rebuild(weights):
-        kernel_iter, bias_iter = iter(weights[:num_kernels]), iter(weights[num_kernels:])
-        return tuple(
-            Projection(
-                tuple((source, next(kernel_iter)) for source, _ in p.terms),
-                next(bias_iter) if p.bias is not None else None,
-            )
-            for p in spec.projections
-        )
-
-    mask_tm = None if mask is None else tf.transpose(mask)
-    if go_backwards and mask_tm is not None:
-        mask_tm = tf.reverse(mask_tm, [0])
-
-    @tf.custom_gradient
-    def run(inputs, *args):
-        states = list(args[:num_states])
-        projections = rebuild(list(args[num_states:]))
-        forward_kernels = _forward_kernels(projections)
-        xs = _time_major(inputs)
-        if go_backwards:
-            xs = tf.reverse(xs, [0])
-        timesteps = tf.shape(xs)[0] if xs.shape[0] is None else xs.shape[0]
-        groups = _groups(xs.shape[1], sum(p.terms[0][1].shape[-1] for p in projections))
-
-        def mask_readers(groups):
-            if mask_tm is None:
-                return [lambda t: None] * len(groups)
-            readers = []
-            for group in groups:
-                rows = _rows(mask_tm, group, axis=1)
-                readers.append(_ta(tf.bool, timesteps, rows.shape[1:]).unstack(rows).read)
-            return readers
-
-        read_masks = mask_readers(groups)
-        x_ta = _ta(xs.dtype, timesteps, xs.shape[1:]).unstack(xs)
-        group_states = [[_rows(s, g) for s in states] for g in groups]
-        zero_outputs = [
-            tf.zeros(
-                tf.concat([tf.shape(s[0])[:1], output_spec.shape[1:]], 0), output_spec.dtype
-            )
-            for s in group_states
-        ]
-
-        def element(shape_like: tf.Tensor, width=None) -> tf.TensorShape:
-            shape = shape_like.shape
-            return shape if width is None else shape[:1].concatenate([width])
-
-        saved_widths = (
-            [spec.saved_width]
-            if spec.saved_vjp is not None
-            else [p.terms[0][1].shape[-1] for p in projections]
-        )
-        init = []
-        for g, g_states in enumerate(group_states):
-            init.append(
-                {
-                    "output": zero_outputs[g] if carry_output else tf.zeros([0]),
-                    "seq": _ta(
-                        output_spec.dtype,
-                        timesteps if return_sequences else 0,
-                        element(zero_outputs[g]),
-                    ),
-                    "saved": [
-                        _ta(xs.dtype, timesteps, element(g_states[0], w)) for w in saved_widths
-                    ],
-                    "prev": [_ta(s.dtype, timesteps, s.shape) for s in g_states],
-                    "states": g_states,
-                }
-            )
-
-        def body(t, carry):
-            x_t = x_ta.read(t)
-            result = []
-            for g, (group, c) in enumerate(zip(groups, carry)):
-                mask_t = read_masks[g](t)
-                prev_states = list(c["states"])
-                pres = _project(projections, forward_kernels, _rows(x_t, group), prev_states[0])
-                output, new_states = spec.elementwise(pres, prev_states)
-                new_states = [_where(mask_t, n, o) for n, o in zip(new_states, prev_states)]
-                carried = _where(mask_t, output, c["output"]) if carry_output else c["output"]
-                seq_ta = c["seq"]
-                if return_sequences:
-                    sequence_output = carried if carry_output else output
-                    if zero_output_for_mask:
-                        sequence_output = _where(mask_t, output, zero_outputs[g])
-                    seq_ta = seq_ta.write(t, sequence_output)
-                saved = save(pres, prev_states)
-                result.append(
-                    {
-                        "output": carried,
-                        "seq": seq_ta,
-                        "saved": [ta.write(t, s) for ta, s in zip(c["saved"], saved)],
-                        "prev": [ta.write(t, s) for ta, s in zip(c["prev"], prev_states)],
-                        "states": new_states,
-                    }
-                )
-            return t + 1, result
-
-        _, final = tf.while_loop(
-            lambda t, _: t < timesteps,
-            body,
-            (tf.constant(0), init),
-            maximum_iterations=timesteps,
-        )
-        final_states = [_join([c["states"][i] for c in final]) for i in range(num_states)]
-        if return_sequences:
-            output = _time_major(_join([c["seq"].stack() for c in final], axis=1))
-        elif carry_output:
-            output = _join([c["output"] for c in final])
-        else:
-            output = final_states[spec.output_state]
-        saved_all = [[ta.stack() for ta in c["saved"]] for c in final]
-        prev_all = [[ta.stack() for ta in c["prev"]] for c in final]
-
-        def grad(d_output, *d_final_states):
-            return _backward(
-                spec,
-                vjp,
-                projections,
-                forward_kernels,
-                xs,
-                timesteps,
-                groups,
-                mask_readers(groups),
-                saved_all,
-                prev_all,
-                final_states,
-                output,
-                d_output,
-                d_final_states,
-                output_spec,
-                carry_output=carry_output,
-                go_backwards=go_backwards,
-                zero_output_for_mask=zero_output_for_mask,
-                return_sequences=return_sequences,
-            )
-
-        return (output, *final_states), grad
-
-    results = run(inputs, *initial_states, *kernels, *biases)
-    return results[0], list(results[1:])
-
-
-def _backward(
-    spec,
-    vjp,
-    projections,
-    forward_kernels,
-    xs,
-    timesteps,
-    groups,
-    read_masks,
-    saved_all,
-    prev_all,
-    final_states,
-    output,
-    d_output,
-    d_final_states,
-    output_spec,
-    *,
-    carry_output,
-    go_backwards,
-    zero_output_for_mask,
-    return_sequences,
-):
-    """The backward pass of `run_fast_loop`: the gradients of `run`'s inputs, in its order.
-
-    TensorArrays must not cross from the forward into the backward function (XLA cannot pass
-    TensorLists between functions): they are rebuilt here from the stacked dense tensors.
-    """
-    d_states = [tf.zeros_like(s) if d is None else d for s, d in zip(final_states, d_final_states)]
-    d_output = tf.zeros_like(output) if d_output is None else d_output
-    d_seq_tm = _time_major(d_output) if return_sequences else None
-    if not return_sequences and not carry_output:
-        # The last output is the state `output_state`: its gradient joins that state's.
-        index = spec.output_state
-        d_states[index] = d_states[index] + d_output
-    state_kernels_t = [
-        (index, tf.transpose(r)) for index, (_, r, _) in enumerate(forward_kernels) if r is not None
-    ]
-    init = []
-    for g, group in enumerate(groups):
-        rows = prev_all[g][0].shape[1:2]  # the group's batch
-        entry = {
-            "states": [_rows(d, group) for d in d_states],
-            "d_pres": [
-                _ta(xs.dtype, timesteps, rows.concatenate(p.terms[0][1].shape[-1:]))
-                for p in projections
-            ],
-        }
-        if carry_output:
-            if return_sequences:
-                shape = tf.concat([tf.shape(prev_all[g][0])[1:2], output_spec.shape[1:]], 0)
-                entry["carried"] = tf.zeros(shape, output_spec.dtype)
-            else:
-                entry["carried"] = _rows(d_output, group)
-        init.append(entry)
-    saved_tas = [
-        [_ta(s.dtype, timesteps, s.shape[1:]).unstack(s) for s in saved_all[g]]
-        for g in range(len(groups))
-    ]
-    prev_tas = [
-        [_ta(s.dtype, timesteps, s.shape[1:]).unstack(s) for s in prev_all[g]]
-        for g in range(len(groups))
-    ]
-    d_seq_ta = None
-    if return_sequences:
-        d_seq_ta = _ta(output_spec.dtype, timesteps, output_spec.shape).unstack(d_seq_tm)
-
-    def read_step(g, t):
-        """Step `t`'s saved tensors (and incoming sequence gradient) for group `g`."""
-        return {
-            "saved": [ta.read(t) for ta in saved_tas[g]],
-            "prev": [ta.read(t) for ta in prev_tas[g]],
-            "d_seq": [] if d_seq_ta is None else [_rows(d_seq_ta.read(t), groups[g])],
-        }
-
-    # Each iteration reads the next step's tensors into the loop state (software pipelining):
-    # read where they are used, XLA fuses each dynamic slice into every elementwise consumer,
-    # where it becomes scalar code (LSTM 32x100x64x128 backward loop 2x slower).
-    def first_reads(g):
-        def zeros():  # no steps: the loop does not run
-            stacked = {
-                "saved": saved_all[g],
-                "prev": prev_all[g],
-                "d_seq": [] if d_seq_ta is None else [_rows(d_seq_tm, groups[g], axis=1)],
-            }
-            return tf.nest.map_structure(lambda x: tf.zeros(tf.shape(x)[1:], x.dtype), stacked)
-
-        if isinstance(timesteps, int):
-            return read_step(g, timesteps - 1) if timesteps > 0 else zeros()
-        return tf.cond(timesteps > 0, lambda: read_step(g, tf.maximum(timesteps - 1, 0)), zeros)
-
-    for g, entry in enumerate(init):
-        entry["next"] = first_reads(g)
-
-    def back(s, carry):
-        t = timesteps - 1 - s
-        result = []
-        for g, (group, c) in enumerate(zip(groups, carry)):
-            now = c["next"]
-            d_out, d_carried, d_new, d_kept = _mask_gradients(
-                read_masks[g](t),
-                c.get("carried"),
-                now["d_seq"][0] if now["d_seq"] else None,
-                list(c["states"]),
-                zero_output_for_mask,
-            )
-            prev_states = now["prev"]
-            d_pres, d_prev = vjp(now["saved"], prev_states, d_out, d_new)
-            d_prev = [_add(a, b) for a, b in zip(d_prev, d_kept)]
-            for index, kernel_t in state_kernels_t:
-                d_prev[0] = _add(d_prev[0], tf.matmul(d_pres[index], kernel_t))
-            d_prev = [tf.zeros_like(p) if d is None else d for p, d in zip(prev_states, d_prev)]
-            entry = {
-                "states": d_prev,
-                "d_pres": [ta.write(t, d) for ta, d in zip(c["d_pres"], d_pres)],
-                "next": read_step(g, tf.maximum(t - 1, 0)),
-            }
-            if carry_output:
-                entry["carried"] = tf.zeros_like(c["carried"]) if d_carried is None else d_carried
-            result.append(entry)
-        return s + 1, result
-
-    _, final = tf.while_loop(
-        lambda s, _: s < timesteps,
-        back,
-        (tf.constant(0), init),
-        maximum_iterations=timesteps,
-    )
-    d_pres = [_join([c["d_pres"][i].stack() for c in final], axis=1) for i in range(len(projections))]
-    d_initial = [_join([c["states"][i] for c in final]) for i in range(len(final_states))]
-    saved_h = _join([prev_all[g][0] for g in range(len(groups))], axis=1)
-    d_kernels, d_biases, d_x = _weight_gradients(projections, forward_kernels, d_pres, xs, saved_h)
-    d_inputs = tf.reshape(d_x, tf.shape(xs))
-    if go_backwards:
-        d_inputs = tf.reverse(d_inputs, [0])
-    return [_time_major(d_inputs)] + d_initial + d_kernels + d_biases
-
-
-def _weight_gradients(projections, forward_kernels, d_pres, xs, saved_h):
+def _weight_gradients(weights: list[Weights], d_pres, xs, prev_h):
     """One matmul per projection over all timesteps: kernel, bias and input gradients."""
     flat_x = tf.reshape(xs, [-1, xs.shape[-1]])
-    flat_h = tf.reshape(saved_h, [-1, saved_h.shape[-1]])
+    flat_h = tf.reshape(prev_h, [-1, prev_h.shape[-1]])
     d_kernels, d_biases, d_x = [], [], None
-    for projection, (w, r, joint), d_pre in zip(projections, forward_kernels, d_pres):
+    for w, d_pre in zip(weights, d_pres):
         flat_d = tf.reshape(d_pre, [-1, d_pre.shape[-1]])
-        if joint:
+        if w.inputs is not None and w.state is not None:
             d_joint = tf.matmul(tf.concat([flat_x, flat_h], 1), flat_d, transpose_a=True)
-            by_source = {INPUTS: d_joint[: w.shape[0]], STATE: d_joint[w.shape[0] :]}
+            by_source = {INPUTS: d_joint[: w.inputs.shape[0]], STATE: d_joint[w.inputs.shape[0] :]}
         else:
-            source = flat_x if w is not None else flat_h
+            source = flat_x if w.inputs is not None else flat_h
             d_only = tf.matmul(source, flat_d, transpose_a=True)
-            by_source = {INPUTS if w is not None else STATE: d_only}
-        d_kernels.extend(by_source[source] for source, _ in projection.terms)
-        if w is not None:
-            term = tf.matmul(flat_d, w, transpose_b=True)
+            by_source = {INPUTS if w.inputs is not None else STATE: d_only}
+        d_kernels.extend(by_source[source] for source in w.sources)
+        if w.inputs is not None:
+            term = tf.matmul(flat_d, w.inputs, transpose_b=True)
             d_x = term if d_x is None else d_x + term
-        if projection.bias is not None:
+        if w.bias is not None:
             d_biases.append(tf.reduce_sum(flat_d, 0))
     return d_kernels, d_biases, d_x
