@@ -320,3 +320,14 @@ def test_a_model_whose_outputs_are_nan_is_not_converted(tmp_path):
     with pytest.raises(export.CheckFailed, match="output 'outputs' is not finite in TensorFlow: NaN at \\[0, 0, 0\\]; nothing was written"):
         tflite.convert(rnn, tmp_path / "model.tflite")
     assert os.listdir(tmp_path) == []
+
+
+def test_an_export_without_fusion_converts_unfused_and_says_so(lstm, tmp_path):
+    export.export_saved_model(lstm, tmp_path / "saved", tflite_batch_size=2, fuse_lstm=False)
+    result = tflite.convert(str(tmp_path / "saved"))
+    assert result.fused_lstms == 0 and result.max_abs_error["serving_default"] <= 1e-4
+    assert result.notes == [
+        "the SavedModel's TFLite functions were exported with fuse_lstm=False: converted without the fused op"
+    ]
+    with pytest.raises(ValueError, match="exported with fuse_lstm=False; convert with fuse_lstm='auto' or False"):
+        tflite.convert(str(tmp_path / "saved"), fuse_lstm=True)

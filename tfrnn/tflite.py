@@ -258,7 +258,9 @@ def convert(
 
     Raises:
       ValueError: bad arguments, ops TFLite lacks, a missing fused op, a cell-state clip that
-        matters (with `fuse_lstm=True`), or LiteRT disagreeing with TensorFlow.
+        matters (with `fuse_lstm=True`), or a failed check (`tfrnn.export.CheckFailed`:
+        LiteRT differs from TensorFlow, or an output is missing, misshapen, NaN or Inf on
+        either side); nothing is written then, and a model's states are as they were.
     """
     log = log or (lambda line: None)
     output_path, requested = _validated_arguments(quantize, fuse_lstm, signatures, output_path, overwrite)
