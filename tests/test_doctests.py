@@ -7,6 +7,7 @@ A conformance test, as Sonnet's `doctest_test.py`: each module's examples run wi
 import doctest
 import importlib
 import pathlib
+import tempfile
 
 import numpy as np
 import pytest
@@ -37,7 +38,8 @@ def test_the_examples_are_found():
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_the_examples_of_a_module_run_twice(name):
+def test_the_examples_of_a_module_run_twice(name, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where examples' mkdtemp() go
     module = importlib.import_module(name)
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     for attempt in ("first run", "second run"):

@@ -179,7 +179,7 @@ def test_a_failed_check_writes_nothing_and_leaves_the_states_alone(tmp_path):
     inputs = random_array(4, BATCH, TIME, FEATURES)
     model(inputs)
     before = [v.numpy() for v in model.rnn.states]
-    with pytest.raises(ValueError, match="export check failed: step differs .* export it with step=False"):
+    with pytest.raises(ValueError, match="^export check of step .* failed: output 'outputs' differs by .*; nothing was written. .* export it with step=False$"):
         export.export_saved_model(model, tmp_path / "model", input_spec=tf.TensorSpec([None, None, FEATURES]))
     assert os.listdir(tmp_path) == []
     for variable, value in zip(model.rnn.states, before):
@@ -212,3 +212,86 @@ def test_an_export_dir_that_is_a_file_is_refused(lstm_rnn, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="exists and is not a directory"):
         export.export_saved_model(lstm_rnn, tmp_path / "file", overwrite=True)
+
+
+class _PatchedLoad:
+    """`tf.saved_model.load` whose loaded `signature` returns `change(its real result)`."""
+
+    def __init__(self, signature, change):
+        self.real_load, self.signature, self.change = tf.saved_model.load, signature, change
+
+    def __call__(self, path, *args, **kwargs):
+        loaded = self.real_load(path, *args, **kwargs)
+        real = loaded.signatures[self.signature]
+        patched = tf.Module()  # keeps `loaded` (and so its variables) alive
+        patched.loaded = loaded
+        patched.signatures = {**loaded.signatures, self.signature: lambda **feed: self.change(dict(real(**feed)))}
+        return patched
+
+
+def _with_last_value(value):
+    def change(result):
+        outputs = result["outputs"].numpy().copy()
+        outputs.flat[-1] = value
+        return {**result, "outputs": tf.constant(outputs)}
+
+    return change
+
+
+def _without(name):
+    return lambda result: {k: v for k, v in result.items() if k != name}
+
+
+def _truncated_in_time(result):
+    return {**result, "outputs": result["outputs"][:, :-1]}
+
+
+@pytest.fixture(scope="module")
+def stateful_lstm():
+    rnn = tfrnn.RNN(tfrnn.LSTMCell(UNITS, seed=10), return_sequences=True, return_state=True, stateful=True)
+    rnn(random_array(11, BATCH, TIME, FEATURES))  # states that are not zeros
+    return rnn
+
+
+@pytest.mark.parametrize(
+    "signature, change, message",
+    [
+        ("serving_default", _with_last_value(np.nan), "serving_default .* output 'outputs' is not finite in the reloaded SavedModel: NaN at \\[1, 6, 3\\]"),
+        ("serving_default", _with_last_value(np.inf), "serving_default .* output 'outputs' is not finite in the reloaded SavedModel: Inf at \\[1, 6, 3\\]"),
+        ("serving_default", _without("state_1"), "serving_default .* output 'state_1' is missing from the reloaded SavedModel's outputs \\['outputs', 'state_0'\\]"),
+        ("serving_default", _truncated_in_time, "serving_default .* output 'outputs' has shape \\[2, 6, 4\\] in the reloaded SavedModel, \\[2, 7, 4\\] in the model in memory"),
+        ("step", _with_last_value(np.nan), "step .* output 'outputs' is not finite in step: NaN at \\[1, 0, 3\\]"),
+        ("step", _without("state_1"), "step .* output 'state_1' is missing from step's outputs \\['outputs', 'state_0'\\]"),
+    ],
+    ids=["serving-nan", "serving-inf", "serving-missing", "serving-shape", "step-nan", "step-missing"],
+)
+def test_a_reloaded_signature_that_misbehaves_fails_the_export_and_writes_nothing(
+    stateful_lstm, tmp_path, monkeypatch, signature, change, message
+):
+    before = [v.numpy() for v in stateful_lstm.states]
+    monkeypatch.setattr(tf.saved_model, "load", _PatchedLoad(signature, change))
+    with pytest.raises(export.CheckFailed, match=f"^export check of {message}; nothing was written"):
+        export.export_saved_model(stateful_lstm, tmp_path / "model", tflite_batch_size=None)
+    assert os.listdir(tmp_path) == []  # hidden staging directories included
+    for variable, value in zip(stateful_lstm.states, before):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_a_model_whose_outputs_are_nan_is_not_exported(tmp_path):
+    """NaN everywhere agrees with NaN everywhere; `max(0.0, nan)` once called that 0.0."""
+    rnn = tfrnn.RNN(tfrnn.GRUCell(UNITS, seed=12), return_sequences=True)
+    rnn.build([None, None, FEATURES])
+    rnn.cell.bias.assign(np.full(rnn.cell.bias.shape, np.nan, np.float32))
+    with pytest.raises(
+        export.CheckFailed,
+        match="^export check of serving_default .* output 'outputs' is not finite in the model in memory: NaN at \\[0, 0, 0\\]; nothing was written",
+    ):
+        export.export_saved_model(rnn, tmp_path / "new" / "deeper" / "model")
+    assert os.listdir(tmp_path) == []  # the parents it created are gone too
+
+
+def test_tflite_batch_size_must_be_a_positive_int(lstm_rnn, tmp_path):
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match=f"tflite_batch_size must be a positive int or None, got {bad!r}"):
+            export.export_saved_model(lstm_rnn, tmp_path / "model", tflite_batch_size=bad)
+    assert os.listdir(tmp_path) == []

@@ -1,5 +1,9 @@
 """tfrnn.tflite: LiteRT runs converted models as the models run in TensorFlow, fused where it can."""
 
+import json
+import os
+import pathlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -221,3 +225,109 @@ def test_bad_sources_are_named(lstm, tmp_path):
         tflite.convert(lstm, quantize="int4")
     with pytest.raises(ValueError, match="signatures must be among"):
         tflite.convert(lstm, signatures=["stream"])
+
+
+GOLDEN = pathlib.Path(__file__).resolve().parent.parent / "saved_models"
+GOLDEN_NAMES = sorted(json.loads((GOLDEN / "manifest.json").read_text())["models"])
+
+
+@pytest.mark.parametrize("name", GOLDEN_NAMES)
+def test_golden_exports_still_convert_from_the_saved_model_alone(name, tmp_path):
+    """Exports written before the function set existed (`tflite_<name>` attributes)."""
+    with np.load(GOLDEN / name / "io.npz") as data:
+        io = {k: data[k] for k in data.files}
+    result = tflite.convert(str(GOLDEN / name / "savedmodel"), tmp_path / "model.tflite")
+    assert result.fused_lstms == (1 if name == "lstm" else 0), result.ops
+    runtime = tflite.interpreter((tmp_path / "model.tflite").read_bytes())
+    feed = {k: io[k] for k in ("inputs", "mask") if k in io}
+    # The first call starts from the exported states (zeros for the stateful golden).
+    outputs = runtime.get_signature_runner("serving_default")(**feed)["outputs"]
+    assert_close(outputs, io["serving/outputs"], 1e-4, f"{name} serving_default")
+    assert sorted(result.signatures) == sorted(["serving_default", "step"] + (["reset_state"] if name == "stateful" else []))
+
+
+class _PatchedInterpreter:
+    """`tflite.interpreter` whose runner for `signature` returns `change(its real result, call)`."""
+
+    def __init__(self, signature, change):
+        self.real, self.signature, self.change = tflite.interpreter, signature, change
+
+    def __call__(self, content):
+        runtime = self.real(content)
+        real_runner = runtime.get_signature_runner
+        calls = []
+
+        def runner(name=None):
+            run = real_runner(name)
+            if name != self.signature:
+                return run
+
+            def changed(**feed):
+                calls.append(None)
+                return self.change(dict(run(**feed)), len(calls))
+
+            return changed
+
+        runtime.get_signature_runner = runner
+        return runtime
+
+
+def _value_at_call(value, at_call):
+    def change(result, call):
+        if call == at_call:
+            result["outputs"] = result["outputs"].copy()
+            result["outputs"].flat[0] = value
+        return result
+
+    return change
+
+
+@pytest.fixture(scope="module")
+def stateful_lstm():
+    rnn = tfrnn.RNN(tfrnn.LSTMCell(UNITS, seed=13), return_sequences=True, stateful=True)
+    rnn(random_array(14, 2, TIME, FEATURES))  # states that are not zeros
+    return rnn
+
+
+@pytest.mark.parametrize(
+    "signature, change, message",
+    [
+        ("serving_default", _value_at_call(np.nan, 1), "serving_default \\(LiteRT vs. TensorFlow, invocation 1\\) failed: output 'outputs' is not finite in LiteRT: NaN at \\[0, 0, 0\\]"),
+        ("serving_default", _value_at_call(np.inf, 2), "serving_default \\(LiteRT vs. TensorFlow, invocation 2\\) failed: output 'outputs' is not finite in LiteRT: Inf at \\[0, 0, 0\\]"),
+        ("serving_default", lambda result, call: {}, "serving_default \\(LiteRT vs. TensorFlow, invocation 1\\) failed: output 'outputs' is missing from LiteRT's outputs \\[\\]"),
+        ("serving_default", lambda result, call: {"outputs": result["outputs"][:, :1]}, "serving_default .* failed: output 'outputs' has shape \\[2, 1, 4\\] in LiteRT, \\[2, 7, 4\\] in TensorFlow"),
+        ("step", _value_at_call(np.nan, 3), "step \\(LiteRT vs. TensorFlow, timestep 2\\) failed: output 'outputs' is not finite in LiteRT: NaN at \\[0, 0\\]"),
+        ("step", lambda result, call: {k: v for k, v in result.items() if k != "state_1"}, "step \\(LiteRT vs. TensorFlow, timestep 0\\) failed: output 'state_1' is missing from LiteRT's outputs \\['outputs', 'state_0'\\]"),
+    ],
+    ids=["serving-nan", "serving-inf-second-call", "serving-missing", "serving-shape", "step-nan", "step-missing"],
+)
+def test_litert_outputs_that_misbehave_fail_the_conversion_and_write_nothing(
+    stateful_lstm, tmp_path, monkeypatch, signature, change, message
+):
+    before = [v.numpy() for v in stateful_lstm.states]
+    monkeypatch.setattr(tflite, "interpreter", _PatchedInterpreter(signature, change))
+    with pytest.raises(export.CheckFailed, match=f"^TFLite check of {message}; nothing was written"):
+        tflite.convert(stateful_lstm, tmp_path / "model.tflite")
+    assert os.listdir(tmp_path) == []  # hidden staging files included
+    for variable, value in zip(stateful_lstm.states, before):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_a_model_whose_outputs_are_nan_is_not_converted(tmp_path):
+    rnn = tfrnn.RNN(tfrnn.GRUCell(UNITS, seed=15), return_sequences=True)
+    rnn.build([None, None, FEATURES])
+    rnn.cell.bias.assign(np.full(rnn.cell.bias.shape, np.nan, np.float32))
+    with pytest.raises(export.CheckFailed, match="output 'outputs' is not finite in TensorFlow: NaN at \\[0, 0, 0\\]; nothing was written"):
+        tflite.convert(rnn, tmp_path / "model.tflite")
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_export_without_fusion_converts_unfused_and_says_so(lstm, tmp_path):
+    export.export_saved_model(lstm, tmp_path / "saved", tflite_batch_size=2, fuse_lstm=False)
+    result = tflite.convert(str(tmp_path / "saved"))
+    assert result.fused_lstms == 0 and result.max_abs_error["serving_default"] <= 1e-4
+    assert result.notes == [
+        "the SavedModel's TFLite functions were exported with fuse_lstm=False: converted without the fused op"
+    ]
+    with pytest.raises(ValueError, match="exported with fuse_lstm=False; convert with fuse_lstm='auto' or False"):
+        tflite.convert(str(tmp_path / "saved"), fuse_lstm=True)

@@ -1,7 +1,7 @@
 """SavedModel export for TF Serving: full-sequence and streaming signatures, checked on export.
 
 `export_saved_model(model, export_dir)` writes a SavedModel of any model built on
-`tfrnn.RNN` (see `tfrnn.signatures` for the signatures it gets) that loads with
+`tfrnn.RNN` (see `tfrnn._deploy.signatures` for the signatures it gets) that loads with
 `tf.saved_model.load` in a process without tfrnn, runs under `saved_model_cli`, and serves on
 a stock `tensorflow_model_server`:
 
@@ -10,41 +10,54 @@ a stock `tensorflow_model_server`:
   (GPU: `--xla_gpu_compilation_enabled`); `jit_compile=True` exports XLA-compiled signatures
   for servers started that way (XLA compiles once per input shape there: bucket the lengths);
 * the SavedModel also holds, as functions outside the signatures, the same model traced for
-  the TFLite converter at a fixed batch (`tfrnn.tflite.convert_saved_model` reads them);
+  the TFLite converter at a fixed batch (`tfrnn._deploy.function_set`; `tfrnn.tflite.convert`
+  reads them);
 * `assets.extra/tfrnn_export.json` describes the export and `assets.extra/tfrnn_samples.npz`
   holds the sample inputs it was checked on; with `warmup=True`,
   `assets.extra/tf_serving_warmup_requests` holds a warm-up request per signature.
 
 Before anything is moved into place the export is loaded back and checked: `serving_default`
 must reproduce the in-memory model's outputs on the sample inputs, and streaming them through
-`step` one timestep at a time must reproduce `serving_default`. The SavedModel is written to
-a temporary directory beside `export_dir` and renamed into place, so an existing export is
-never half-overwritten (and never replaced without `overwrite=True`); a stateful model's
-state variables are the same after the export as before.
+`step` one timestep at a time must reproduce `serving_default` (`check_outputs`: every
+output present, same shapes, finite, within 1e-5). The SavedModel is written to a temporary
+directory beside `export_dir` and renamed into place, so an existing export is never
+half-overwritten (and never replaced without `overwrite=True`); a stateful model's state
+variables are the same after the export as before, whether it succeeds or fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import json
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from tfrnn._deploy import composite_lstm
+from tfrnn._deploy import checks
+from tfrnn._deploy import function_set
 from tfrnn._deploy import warmup as warmup_lib
+from tfrnn._deploy.signatures import ModelSignatures, call_model, split_result, state_name
+from tfrnn._deploy.state_snapshot import StateSnapshot
 from tfrnn.rnn import RNN
-from tfrnn._deploy.signatures import ModelSignatures, TraceOptions, call_model, split_result, state_name
 
 METADATA_FILE = "tfrnn_export.json"
 SAMPLES_FILE = "tfrnn_samples.npz"
 FORMAT_VERSION = 1
 TOLERANCE = 1e-5
+
+CheckFailed = checks.CheckFailed
+SERVING_CHECK = "export check of serving_default (reloaded vs. in memory)"
+STEP_CHECK = "export check of step (streamed one timestep at a time vs. serving_default)"
+STEP_HINT = (
+    "A model whose outputs depend on more than its RNNs' states (e.g. attention over time) "
+    "cannot be streamed: export it with step=False"
+)
 
 
 @dataclasses.dataclass
@@ -58,6 +71,40 @@ class ExportResult:
     metadata: dict
 
 
+def check_outputs(
+    actual: Mapping[str, Any],
+    expected: Mapping[str, Any],
+    *,
+    check: str,
+    tolerance: float,
+    actual_name: str = "actual",
+    expected_name: str = "expected",
+) -> float:
+    """Compares named outputs as the export's and the TFLite conversion's checks do.
+
+    Every output in `expected` must be in `actual` (extra ones are ignored), with the same
+    shape; every compared value must be finite on both sides (a NaN is never "close").
+
+    >>> tfrnn.export.check_outputs({"y": [1.0, 2.0]}, {"y": [1.0, 2.5]}, check="demo", tolerance=1.0)
+    0.5
+
+    Args:
+      actual, expected: `{output name: array or tensor}`.
+      check: what is checked, for the error (e.g. `"LiteRT vs. TensorFlow"`).
+      tolerance: the largest absolute difference allowed.
+      actual_name, expected_name: what produced each side, for the error.
+
+    Returns:
+      The largest absolute difference (finite).
+
+    Raises:
+      CheckFailed (a `ValueError`): an output is missing, has another shape, holds NaN or
+        Inf, or differs by more than `tolerance`; its message names the check and the output.
+    """
+    return checks.compare(
+        actual, expected, check=check, tolerance=tolerance, actual_name=actual_name,
+        expected_name=expected_name, consequence=None,
+    )
 def infer_input_spec(model: Any) -> tf.TensorSpec:
     """`[batch, None, *features]` of a built `tfrnn.RNN` or a Keras model with known inputs."""
     if isinstance(model, RNN):
@@ -100,45 +147,6 @@ def sample_inputs_for(
     return inputs, sample_mask
 
 
-def _check_export_dir(export_dir: Any, overwrite: bool) -> str:
-    if not isinstance(export_dir, (str, os.PathLike)):
-        raise TypeError(f"export_dir must be a path, got {type(export_dir).__name__}")
-    path = os.path.abspath(os.fspath(export_dir))
-    if os.path.exists(path) and not overwrite:
-        raise ValueError(
-            f"export_dir {path} already exists; pass overwrite=True (--overwrite) to replace it"
-        )
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"export_dir {path} exists and is not a directory")
-    return path
-
-
-def _state_snapshot(signatures: ModelSignatures) -> list[tuple[tf.Variable, np.ndarray]]:
-    return [(v, v.numpy()) for rnn in signatures.stateful_rnns for v in rnn.states]
-
-
-def _restore(snapshot) -> None:
-    for variable, value in snapshot:
-        variable.assign(value)
-
-
-def _feed(inputs: np.ndarray, mask: Optional[np.ndarray]) -> dict:
-    feed = {"inputs": tf.constant(inputs)}
-    if mask is not None:
-        feed["mask"] = tf.constant(mask)
-    return feed
-
-
-def _max_error(actual: dict, expected: dict) -> float:
-    error = 0.0
-    for name, value in expected.items():
-        if name not in actual:
-            raise ValueError(f"the reloaded model has no output {name!r}; it has {sorted(actual)}")
-        a, b = np.asarray(actual[name]), np.asarray(value)
-        if a.shape != b.shape:
-            raise ValueError(f"output {name!r} has shape {a.shape} after reloading, {b.shape} before")
-        error = max(error, float(np.max(np.abs(a - b))) if a.size else 0.0)
-    return error
 
 
 def stream_through_step(step: Callable, initial_state: Callable, num_states: int, inputs, mask):
@@ -146,17 +154,24 @@ def stream_through_step(step: Callable, initial_state: Callable, num_states: int
 
     Returns `{name: [batch, time, ...] or [batch, ...]}`: `outputs` stacked over time and the
     states after the last step.
+
+    Raises:
+      CheckFailed: `step` did not return `outputs` and every state.
     """
+    names = ["outputs"] + [state_name(i) for i in range(num_states)]
     states = initial_state(batch_size=tf.constant(inputs.shape[0], tf.int32))
-    states = {state_name(i): states[state_name(i)] for i in range(num_states)}
+    states = {name: states[name] for name in names[1:]}
     outputs = []
     for t in range(inputs.shape[1]):
         feed = {"inputs": tf.constant(inputs[:, t]), **states}
         if mask is not None:
             feed["mask"] = tf.constant(mask[:, t])
         result = step(**feed)
+        for name in names:
+            if name not in result:
+                raise checks.check_failed(STEP_CHECK, name, f"is missing from step's outputs {sorted(result)}")
         outputs.append(result["outputs"].numpy())
-        states = {state_name(i): result[state_name(i)] for i in range(num_states)}
+        states = {name: result[name] for name in names[1:]}
     return {"outputs": np.stack(outputs, 1), **{k: v.numpy() for k, v in states.items()}}
 
 
@@ -178,84 +193,6 @@ def comparable_outputs(streamed, whole, mask, sequence_output: bool) -> np.ndarr
         return streamed
     keep = mask.reshape(mask.shape + (1,) * (streamed.ndim - 2))
     return np.where(keep, streamed, whole)
-
-
-def _reference(signatures: ModelSignatures, inputs, mask) -> dict:
-    """The in-memory model's outputs on the samples, as the user calls it (states restored)."""
-    snapshot = _state_snapshot(signatures)
-    try:
-        result = call_model(signatures.model, tf.constant(inputs), None if mask is None else tf.constant(mask))
-    finally:
-        _restore(snapshot)
-    named, _ = split_result(result)
-    expected = {k: v.numpy() for k, v in named.items()}
-    if isinstance(result, (list, tuple)) and len(result) == 1 + signatures.num_states:
-        expected.update({state_name(i): np.asarray(s) for i, s in enumerate(result[1:])})
-    return expected
-
-
-def _traced_functions(
-    signatures: ModelSignatures, jit_compile: bool, step: bool, tflite_batch: Optional[int], fuse_lstm: bool
-) -> tuple[dict, dict]:
-    """`(serving signatures, TFLite functions)` as concrete functions."""
-    batch = signatures.stateful_batch()
-    serving = TraceOptions(jit_compile=jit_compile)
-    functions = {"serving_default": signatures.serving_default(serving, batch)}
-    if step:
-        functions["step"] = signatures.step(serving)
-        functions["initial_state"] = signatures.initial_state()
-    if signatures.stateful:
-        functions["reset_state"] = signatures.reset_state()
-    concrete = {name: fn.get_concrete_function() for name, fn in functions.items()}
-    lite = {}
-    if tflite_batch is not None:
-        options = TraceOptions(jit_compile=False, tflite=True, fuse_lstm=fuse_lstm)
-        probe = TraceOptions(jit_compile=False, tflite=True, fuse_lstm=True, probe_cell_state=True)
-        lite["serving_default"] = signatures.serving_default(options, tflite_batch)
-        if fuse_lstm and any(composite_lstm.eligible(getattr(r.rnn, "cell", None)) for r in signatures.records):
-            # For models whose LSTMs the fused op's cell clip would change (tfrnn.tflite).
-            unfused = TraceOptions(jit_compile=False, tflite=True, fuse_lstm=False)
-            lite["serving_default_unfused"] = signatures.serving_default(unfused, tflite_batch)
-        lite["probe"] = signatures.probe(probe, tflite_batch)
-        if step:
-            lite["step"] = signatures.step(options, tflite_batch)
-        if signatures.stateful:
-            lite["reset_state"] = functions["reset_state"]
-        lite = {name: fn.get_concrete_function() for name, fn in lite.items()}
-    return concrete, lite
-
-
-def _check(path, signatures, expected, inputs, mask, step: bool, log) -> dict[str, float]:
-    loaded = tf.saved_model.load(path)
-    errors = {}
-    serving = loaded.signatures["serving_default"]
-    errors["serving_default"] = _max_error(serving(**_feed(inputs, mask)), expected)
-    log(f"  serving_default, reloaded vs. in memory: max abs error {errors['serving_default']:.2e}")
-    if step:
-        if signatures.stateful:
-            loaded.signatures["reset_state"]()
-        whole = {k: v.numpy() for k, v in serving(**_feed(inputs, mask)).items()}
-        streamed = stream_through_step(
-            loaded.signatures["step"], loaded.signatures["initial_state"], signatures.num_states, inputs, mask
-        )
-        expected_step = {k: v for k, v in whole.items() if k.startswith("state_") or k == "outputs"}
-        streamed["outputs"] = comparable_outputs(
-            streamed["outputs"], whole["outputs"], mask, signatures.sequence_outputs.get("outputs")
-        )
-        errors["step"] = _max_error(streamed, expected_step)
-        log(f"  step, streamed one timestep at a time vs. serving_default: max abs error {errors['step']:.2e}")
-    why = {
-        "serving_default": "the reloaded model does not compute what the model in memory does",
-        "step": "a model whose outputs depend on more than its RNNs' states (e.g. attention "
-        "over time) cannot be streamed: export it with step=False",
-    }
-    for name, error in errors.items():
-        if not error <= TOLERANCE:
-            raise ValueError(
-                f"export check failed: {name} differs by {error:.3g} (> {TOLERANCE}); nothing "
-                f"was written. {why[name]}"
-            )
-    return errors
 
 
 def export_saved_model(
@@ -280,7 +217,8 @@ def export_saved_model(
     >>> rnn = tfrnn.RNN(tfrnn.LSTMCell(8), return_sequences=True)
     >>> rnn.build([None, None, 4])
     >>> import os, tempfile
-    >>> tfrnn.export.export_saved_model(rnn, os.path.join(tempfile.mkdtemp(), "lstm")).signatures
+    >>> export_dir = os.path.join(tempfile.mkdtemp(), "lstm")
+    >>> tfrnn.export.export_saved_model(rnn, export_dir).signatures
     ['serving_default', 'step', 'initial_state']
 
     Args:
@@ -309,115 +247,216 @@ def export_saved_model(
       An `ExportResult`.
 
     Raises:
-      ValueError: bad arguments, or a check failed (nothing is written then).
+      ValueError: bad arguments, or a check failed (`CheckFailed`; nothing is written then).
+      TypeError: an argument of the wrong type.
     """
     log = log or (lambda line: None)
-    path = _check_export_dir(export_dir, overwrite)
+    path, input_spec = _validated_arguments(model, export_dir, input_spec, overwrite, tflite_batch_size)
+    signatures = ModelSignatures(model, input_spec, mask=mask)
+    step = _wants_step(signatures, step, log)
+    samples = _samples(signatures, sample_inputs, sample_mask)
+    tflite_batch = None if tflite_batch_size is None else signatures.stateful_batch() or int(tflite_batch_size)
+    with StateSnapshot.of_rnns(signatures.stateful_rnns) as snapshot:
+        expected = _reference(signatures, samples, snapshot)
+        functions = function_set.trace(
+            signatures, jit_compile=jit_compile, step=step, tflite_batch=tflite_batch, fuse_lstm=fuse_lstm
+        )
+        snapshot.restore()  # the exported state variables start where the model's are
+        metadata = _metadata(signatures, functions, jit_compile, tflite_batch)
+        with _staging_beside(path) as staging:
+            _write(staging, functions, metadata, samples)
+            if warmup:
+                _write_warmup(staging, functions.serving, samples, model_name)
+            log(f"checking the export of {type(model).__name__} ({', '.join(sorted(metadata['signatures']))})")
+            errors = _check(staging, signatures, expected, samples, step, log)
+            _move_into_place(staging, path)
+    log(f"wrote {path}")
+    return ExportResult(path, list(functions.serving.as_dict()), errors, metadata)
+
+
+# -- the steps of export_saved_model, in order ---------------------------------------------------
+
+
+def _validated_arguments(model, export_dir, input_spec, overwrite: bool, tflite_batch_size):
+    """`(absolute export path, input_spec)`, or an error naming the bad argument."""
+    if not isinstance(export_dir, (str, os.PathLike)):
+        raise TypeError(f"export_dir must be a path, got {type(export_dir).__name__}")
+    path = os.path.abspath(os.fspath(export_dir))
+    if os.path.exists(path) and not overwrite:
+        raise ValueError(
+            f"export_dir {path} already exists; pass overwrite=True (--overwrite) to replace it"
+        )
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"export_dir {path} exists and is not a directory")
+    if tflite_batch_size is not None and (
+        isinstance(tflite_batch_size, bool) or not isinstance(tflite_batch_size, (int, np.integer)) or tflite_batch_size < 1
+    ):
+        raise ValueError(f"tflite_batch_size must be a positive int or None, got {tflite_batch_size!r}")
     if input_spec is None:
         input_spec = infer_input_spec(model)
     if not isinstance(input_spec, tf.TensorSpec):
         raise TypeError(f"input_spec must be a tf.TensorSpec, got {type(input_spec).__name__}")
-    signatures = ModelSignatures(model, input_spec, mask=mask)
-    if step is None:
-        step = signatures.streamable
-        if not step:
-            log("  no step signature: the model has RNNs with go_backwards=True")
-    stateful_batch = signatures.stateful_batch()
-    if sample_inputs is None:
-        sample_inputs, generated_mask = sample_inputs_for(
-            signatures.input_spec, stateful_batch or 2, mask=mask
+    return path, input_spec
+
+
+def _wants_step(signatures: ModelSignatures, step: Optional[bool], log) -> bool:
+    """Whether to export `step`: as asked, or (`None`) whenever the model can stream."""
+    if step is not None:
+        return bool(step)
+    if not signatures.streamable:
+        log("  no step signature: the model has RNNs with go_backwards=True")
+    return signatures.streamable
+
+
+def _samples(signatures: ModelSignatures, inputs, mask) -> dict[str, np.ndarray]:
+    """`{"inputs": [batch, time, ...], "mask": [batch, time]}` (mask only with a mask input)."""
+    if inputs is None:
+        inputs, generated_mask = sample_inputs_for(
+            signatures.input_spec, signatures.stateful_batch() or 2, mask=signatures.mask
         )
-        sample_mask = generated_mask if sample_mask is None else sample_mask
-    sample_inputs = np.asarray(sample_inputs, signatures.input_spec.dtype.as_numpy_dtype)
-    if not signatures.input_spec.shape.is_compatible_with(sample_inputs.shape):
+        mask = generated_mask if mask is None else mask
+    inputs = np.asarray(inputs, signatures.input_spec.dtype.as_numpy_dtype)
+    if not signatures.input_spec.shape.is_compatible_with(inputs.shape):
         raise ValueError(
             f"sample_inputs must have shape {signatures.input_spec.shape.as_list()} (None: any), "
-            f"got {list(sample_inputs.shape)}"
+            f"got {list(inputs.shape)}"
         )
-    if mask and sample_mask is None:
-        sample_mask = np.ones(sample_inputs.shape[:2], bool)
-    if mask and tuple(np.shape(sample_mask)) != tuple(sample_inputs.shape[:2]):
-        raise ValueError(
-            f"sample_mask must have shape {list(sample_inputs.shape[:2])}, got {list(np.shape(sample_mask))}"
-        )
-    sample_mask = np.asarray(sample_mask, bool) if mask else None
-    if tflite_batch_size is not None:
-        tflite_batch_size = stateful_batch or int(tflite_batch_size)
+    if not signatures.mask:
+        return {"inputs": inputs}
+    if mask is None:
+        mask = np.ones(inputs.shape[:2], bool)
+    if tuple(np.shape(mask)) != tuple(inputs.shape[:2]):
+        raise ValueError(f"sample_mask must have shape {list(inputs.shape[:2])}, got {list(np.shape(mask))}")
+    return {"inputs": inputs, "mask": np.asarray(mask, bool)}
 
-    snapshot = _state_snapshot(signatures)
-    expected = _reference(signatures, sample_inputs, sample_mask)
-    concrete, lite = _traced_functions(signatures, jit_compile, step, tflite_batch_size, fuse_lstm)
-    _restore(snapshot)
 
-    root = tf.Module()
-    for name, function in lite.items():
-        setattr(root, f"tflite_{name}", function)
-    variables = {v.ref(): v for fn in list(concrete.values()) + list(lite.values()) for v in fn.variables}
-    root.tracked_variables = [ref.deref() for ref in variables]
-    metadata = {
+def _feed(samples: Mapping[str, np.ndarray]) -> dict[str, tf.Tensor]:
+    return {name: tf.constant(value) for name, value in samples.items()}
+
+
+def _reference(signatures: ModelSignatures, samples, snapshot: StateSnapshot) -> dict[str, np.ndarray]:
+    """The in-memory model's outputs on the samples, as the user calls it (states restored)."""
+    try:
+        mask = samples.get("mask")
+        result = call_model(signatures.model, tf.constant(samples["inputs"]), None if mask is None else tf.constant(mask))
+    finally:
+        snapshot.restore()
+    named, _ = split_result(result)
+    expected = {k: v.numpy() for k, v in named.items()}
+    if isinstance(result, (list, tuple)) and len(result) == 1 + signatures.num_states:
+        expected.update({state_name(i): np.asarray(s) for i, s in enumerate(result[1:])})
+    return expected
+
+
+def _metadata(signatures: ModelSignatures, functions: function_set.FunctionSet, jit_compile, tflite_batch) -> dict:
+    """`assets.extra/tfrnn_export.json`: what `tfrnn.tflite` and the tools read back."""
+    return {
         "format": FORMAT_VERSION,
-        "signatures": sorted(concrete),
+        "signatures": sorted(functions.serving.as_dict()),
         "input_shape": signatures.input_spec.shape.as_list(),
         "input_dtype": signatures.input_spec.dtype.name,
-        "mask": bool(mask),
+        "mask": signatures.mask,
         "state_shapes": [s.as_list() for s in signatures.state_shapes],
         "state_dtypes": [d.name for d in signatures.state_dtypes],
         "stateful": signatures.stateful,
-        "stateful_batch_size": stateful_batch,
+        "stateful_batch_size": signatures.stateful_batch(),
         "sequence_outputs": signatures.sequence_outputs,
         "jit_compile": bool(jit_compile),
-        "tflite_functions": sorted(lite),
-        "tflite_batch_size": tflite_batch_size,
+        "tflite_functions": functions.tflite_names(),
+        "tflite_batch_size": tflite_batch,
         "tfrnn_version": _version(),
     }
 
+
+@contextlib.contextmanager
+def _staging_beside(path: str) -> Iterator[str]:
+    """A fresh hidden directory beside `path` (same file system: a rename moves it in).
+
+    On an error it is removed, and so are the parent directories it needed to create.
+    """
     parent = os.path.dirname(path)
+    created = []
+    ancestor = parent
+    while not os.path.exists(ancestor):
+        created.append(ancestor)
+        ancestor = os.path.dirname(ancestor)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", dir=parent)
     try:
-        tf.saved_model.save(
-            root,
-            staging,
-            signatures=concrete,
-            # Serving needs no gradients; custom gradients would add their graphs.
-            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
-        )
-        extra = os.path.join(staging, "assets.extra")
-        os.makedirs(extra, exist_ok=True)
-        with open(os.path.join(extra, METADATA_FILE), "w") as f:
-            json.dump(metadata, f, indent=2)
-        samples = {"inputs": sample_inputs}
-        if sample_mask is not None:
-            samples["mask"] = sample_mask
-        np.savez(os.path.join(extra, SAMPLES_FILE), **samples)
-        if warmup:
-            warmup_lib.write_warmup_file(
-                os.path.join(extra, warmup_lib.WARMUP_FILE),
-                model_name,
-                _warmup_requests(signatures, sample_inputs, sample_mask, step),
-            )
-        log(f"checking the export of {type(model).__name__} ({', '.join(sorted(concrete))})")
-        errors = _check(staging, signatures, expected, sample_inputs, sample_mask, step, log)
-        _move_into_place(staging, path)
+        yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        _restore(snapshot)
+        for directory in created:  # innermost first; only while still empty
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
         raise
-    _restore(snapshot)
-    log(f"wrote {path}")
-    return ExportResult(path, list(concrete), errors, metadata)
 
 
-def _warmup_requests(signatures, inputs, mask, step: bool) -> list:
-    requests = [("serving_default", {k: v.numpy() for k, v in _feed(inputs, mask).items()})]
-    if step:
-        feed = {"inputs": inputs[:, 0]}
-        initial = signatures.initial_state()(tf.constant(inputs.shape[0], tf.int32))
-        feed.update({k: v.numpy() for k, v in initial.items()})
-        if mask is not None:
-            feed["mask"] = mask[:, 0]
+def _write(staging: str, functions: function_set.FunctionSet, metadata: dict, samples: dict) -> None:
+    """The SavedModel, its metadata and its sample inputs, into `staging`."""
+    tf.saved_model.save(
+        functions.saved_root(),
+        staging,
+        signatures=functions.serving.as_dict(),
+        # Serving needs no gradients; custom gradients would add their graphs.
+        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
+    )
+    extra = os.path.join(staging, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, METADATA_FILE), "w") as f:
+        json.dump(metadata, f, indent=2)
+    np.savez(os.path.join(extra, SAMPLES_FILE), **samples)
+
+
+def _write_warmup(staging: str, serving: function_set.ServingFunctions, samples: dict, model_name: str) -> None:
+    """One warm-up request per signature that takes inputs (`serving_default`, `step`)."""
+    requests = [("serving_default", dict(samples))]
+    if serving.step is not None:
+        inputs = samples["inputs"]
+        initial = serving.initial_state(tf.constant(inputs.shape[0], tf.int32))
+        feed = {"inputs": inputs[:, 0], **{k: v.numpy() for k, v in initial.items()}}
+        if "mask" in samples:
+            feed["mask"] = samples["mask"][:, 0]
         requests.append(("step", feed))
-    return requests
+    path = os.path.join(staging, "assets.extra", warmup_lib.WARMUP_FILE)
+    warmup_lib.write_warmup_file(path, model_name, requests)
+
+
+def _check(path: str, signatures: ModelSignatures, expected: dict, samples: dict, step: bool, log) -> dict[str, float]:
+    """Reloads the export at `path` and checks its signatures; `{check: max abs error}`."""
+    loaded = tf.saved_model.load(path)
+    serving = loaded.signatures["serving_default"]
+    errors = {
+        "serving_default": checks.compare(
+            serving(**_feed(samples)), expected, check=SERVING_CHECK, tolerance=TOLERANCE,
+            actual_name="the reloaded SavedModel", expected_name="the model in memory",
+        )
+    }
+    log(f"  serving_default, reloaded vs. in memory: max abs error {errors['serving_default']:.2e}")
+    if step:
+        errors["step"] = _check_step(loaded, signatures, samples)
+        log(f"  step, streamed one timestep at a time vs. serving_default: max abs error {errors['step']:.2e}")
+    return errors
+
+
+def _check_step(loaded, signatures: ModelSignatures, samples: dict) -> float:
+    """Streaming the samples through the reloaded `step` against its `serving_default`."""
+    if signatures.stateful:
+        loaded.signatures["reset_state"]()
+    whole = {k: v.numpy() for k, v in loaded.signatures["serving_default"](**_feed(samples)).items()}
+    mask = samples.get("mask")
+    streamed = stream_through_step(
+        loaded.signatures["step"], loaded.signatures["initial_state"], signatures.num_states, samples["inputs"], mask
+    )
+    expected = {k: v for k, v in whole.items() if k.startswith("state_") or k == "outputs"}
+    if "outputs" in whole:
+        streamed["outputs"] = comparable_outputs(
+            streamed["outputs"], whole["outputs"], mask, signatures.sequence_outputs.get("outputs")
+        )
+    return checks.compare(
+        streamed, expected, check=STEP_CHECK, tolerance=TOLERANCE, actual_name="step",
+        expected_name="serving_default", hint=STEP_HINT,
+    )
 
 
 def _move_into_place(staging: str, path: str) -> None:

@@ -10,13 +10,15 @@ same sample inputs and reports the op list and the largest difference.
 What it takes care of:
 
 * plain LSTM cells become the fused `UNIDIRECTIONAL_SEQUENCE_LSTM` builtin (see
-  `tfrnn.composite_lstm`), where the RNN's options allow it (no mask, no states read back,
+  `tfrnn._deploy.composite_lstm`), where the RNN's options allow it (no mask, no states read back,
   a fixed batch); the converter falls back silently, so the op count is checked;
 * the fused op clips the cell state at +-10 (its `cell_clip`): with `fuse_lstm="auto"` the
   model is converted unfused when the sample inputs drive |c| past the clip, with
   `fuse_lstm=True` that is an error; either way the result says how large |c| got;
 * the fused op keeps h and c in variable tensors; a stateless model is checked with two
-  invocations in a row, which would differ if state leaked from one into the next;
+  invocations in a row, which would differ if state leaked from one into the next (each
+  compared with `tfrnn.export.check_outputs`' rules: every output present, same shapes,
+  finite on both sides, within the tolerance);
 * every other cell (GRU, SimpleRNN, custom cells) becomes a `WHILE` loop of builtin ops
   that takes a dynamic batch and time (`step` needs no loop at all); no Flex ops are
   allowed, and a cell that needs ops TFLite lacks gets an error naming them;
@@ -38,7 +40,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfrnn import export as export_lib
-from tfrnn._deploy.signatures import ModelSignatures, TraceOptions, state_name
+from tfrnn._deploy import checks
+from tfrnn._deploy import function_set
+from tfrnn._deploy.function_set import TFLiteFunctions
+from tfrnn._deploy.signatures import ModelSignatures
+from tfrnn._deploy.state_snapshot import StateSnapshot
 
 FUSED_LSTM_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 QUANTIZATIONS = (None, "float16", "dynamic_int8")
@@ -66,52 +72,36 @@ class ConversionResult:
 
 @dataclasses.dataclass
 class _Source:
-    """The TFLite-ready concrete functions of a model or of a tfrnn SavedModel."""
+    """What a conversion converts and checks: a model's TFLite functions and sample inputs."""
 
-    functions: dict
+    functions: TFLiteFunctions
     samples: dict
+    """`inputs` `[batch, time, ...]` (and `mask`), at the functions' batch where it is fixed."""
     stateful: bool
-    batch: Optional[int]
-    """The fixed batch of the functions, `None` for a dynamic one."""
-    state_snapshot: list = dataclasses.field(default_factory=list)
-    """A model in memory: its state variables' values, restored after the checks."""
+    snapshot: StateSnapshot
+    """A model in memory: its states, restored after the probe and at the end."""
     owner: Any = None
     """A loaded SavedModel: kept alive, since functions hold only weak references to variables."""
 
-    def restore(self) -> None:
-        for variable, value in self.state_snapshot:
-            variable.assign(value)
 
-
-def _from_model(model, input_spec, mask, batch_size, step: Optional[bool]) -> _Source:
+def _from_model(model, input_spec, mask, batch_size, step: Optional[bool], fuse_lstm) -> _Source:
     if input_spec is None:
         input_spec = export_lib.infer_input_spec(model)
     signatures = ModelSignatures(model, input_spec, mask=mask)
-    if step is None:
-        step = signatures.streamable
     batch = signatures.stateful_batch() or (None if batch_size is None else int(batch_size))
-    fused = TraceOptions(jit_compile=False, tflite=True, fuse_lstm=True)
-    unfused = TraceOptions(jit_compile=False, tflite=True, fuse_lstm=False)
-    probe = TraceOptions(jit_compile=False, tflite=True, fuse_lstm=True, probe_cell_state=True)
-    functions = {
-        "serving_default": signatures.serving_default(fused, batch),
-        "serving_default_unfused": signatures.serving_default(unfused, batch),
-        "probe": signatures.probe(probe, batch),
-    }
-    if step:
-        functions["step"] = signatures.step(unfused, batch)
-        functions["initial_state"] = signatures.initial_state()
-    if signatures.stateful:
-        functions["reset_state"] = signatures.reset_state()
-    functions = {name: fn.get_concrete_function() for name, fn in functions.items()}
+    functions = function_set.trace_tflite(
+        signatures,
+        batch=batch,
+        step=signatures.streamable if step is None else step,
+        fuse_lstm=fuse_lstm is not False,
+    )
     # A dynamic batch is checked with 2 rows.
     inputs, sample_mask = export_lib.sample_inputs_for(signatures.input_spec, batch or 2, mask=mask)
     samples = {"inputs": inputs, **({"mask": sample_mask} if mask else {})}
-    snapshot = [(v, v.numpy()) for rnn in signatures.stateful_rnns for v in rnn.states]
-    return _Source(functions, samples, signatures.stateful, batch, snapshot)
+    return _Source(functions, samples, signatures.stateful, StateSnapshot.of_rnns(signatures.stateful_rnns))
 
 
-def _from_saved_model(path: str) -> _Source:
+def _from_saved_model(path: str, want_step: Optional[bool]) -> _Source:
     if not tf.saved_model.contains_saved_model(path):
         raise ValueError(f"{path} is not a SavedModel directory (no saved_model.pb in it)")
     metadata = export_lib.read_metadata(path)
@@ -122,14 +112,13 @@ def _from_saved_model(path: str) -> _Source:
             "in memory with tfrnn.tflite.convert(model, ...)"
         )
     loaded = tf.saved_model.load(path)
-    functions = {name: getattr(loaded, f"tflite_{name}") for name in metadata["tflite_functions"]}
-    if "initial_state" in loaded.signatures:
-        functions["initial_state"] = loaded.signatures["initial_state"]
-    batch = metadata["tflite_batch_size"]
+    functions = TFLiteFunctions.from_saved_model(loaded, metadata)
+    if want_step and functions.step is None:
+        raise ValueError(f"{path} has no step function (it was exported with step=False)")
     samples = export_lib.read_samples(path)
-    if batch is not None:
-        samples = {k: _fit_batch(v, batch) for k, v in samples.items()}
-    return _Source(functions, samples, metadata["stateful"], batch, owner=loaded)
+    if functions.batch is not None:
+        samples = {k: _fit_batch(v, functions.batch) for k, v in samples.items()}
+    return _Source(functions, samples, metadata["stateful"], StateSnapshot([]), owner=loaded)
 
 
 def _fit_batch(array: np.ndarray, batch: int) -> np.ndarray:
@@ -138,20 +127,23 @@ def _fit_batch(array: np.ndarray, batch: int) -> np.ndarray:
     return np.concatenate([array] * reps, 0)[:batch]
 
 
-def _convert_functions(functions: dict, names: Sequence[str], quantize) -> bytes:
-    """Converts concrete functions through a temporary SavedModel (keeps fusion working)."""
+def _convert_functions(functions: dict, quantize) -> bytes:
+    """Converts `{signature name: concrete function}` through a temporary SavedModel.
+
+    (`from_saved_model` keeps the composite LSTM fusable; see the deployment notes.)
+    """
     staging = tempfile.mkdtemp(prefix="tfrnn-tflite-")
     try:
         root = tf.Module()
-        variables = {v.ref(): v for name in names for v in functions[name].variables}
+        variables = {v.ref(): v for function in functions.values() for v in function.variables}
         root.owner_variables = list(variables.values())
         tf.saved_model.save(
             root,
             staging,
-            signatures={name: functions[name] for name in names},
+            signatures=functions,
             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
         )
-        converter = tf.lite.TFLiteConverter.from_saved_model(staging, signature_keys=list(names))
+        converter = tf.lite.TFLiteConverter.from_saved_model(staging, signature_keys=list(functions))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         converter.experimental_enable_resource_variables = True
         if quantize is not None:
@@ -223,55 +215,6 @@ def interpreter(model_content: bytes):
     return Interpreter(model_content=model_content)
 
 
-def _tf_call(function, feed: dict) -> dict:
-    return {k: v.numpy() for k, v in function(**{k: tf.constant(v) for k, v in feed.items()}).items()}
-
-
-def _max_error(actual: dict, expected: dict) -> float:
-    return max(float(np.max(np.abs(np.asarray(actual[k]) - v))) for k, v in expected.items())
-
-
-def _check_parity(source: _Source, content: bytes, names: Sequence[str], unfused: bool) -> dict:
-    """LiteRT vs. TF, two invocations in a row (state must carry only where it should)."""
-    runtime = interpreter(content)
-    errors = {}
-    inputs, mask = source.samples["inputs"], source.samples.get("mask")
-    serving_tf = _serving_variant(source.functions, unfused)["serving_default"]
-    if source.stateful:
-        source.functions["reset_state"]()
-        runtime.get_signature_runner("reset_state")()
-    if "serving_default" in names:
-        feeds = [{"inputs": inputs}, {"inputs": inputs[:, ::-1].copy()}]
-        if mask is not None:
-            for feed in feeds:
-                feed["mask"] = mask
-        runner = runtime.get_signature_runner("serving_default")
-        error = 0.0
-        for feed in feeds:  # the second call sees whatever state the first one left
-            expected = _tf_call(serving_tf, feed)
-            error = max(error, _max_error(runner(**feed), expected))
-        errors["serving_default"] = error
-    if "step" in names:
-        step_runner = runtime.get_signature_runner("step")
-        batch = inputs.shape[0]
-        tf_states = _tf_call(source.functions["initial_state"], {"batch_size": np.int32(batch)})
-        lite_states = dict(tf_states)
-        error = 0.0
-        for t in range(inputs.shape[1]):
-            step_feed = {"inputs": inputs[:, t]}
-            if mask is not None:
-                step_feed["mask"] = mask[:, t]
-            expected = _tf_call(source.functions["step"], {**step_feed, **tf_states})
-            actual = step_runner(**step_feed, **lite_states)
-            error = max(error, _max_error(actual, expected))
-            tf_states = {k: v for k, v in expected.items() if k.startswith("state_")}
-            lite_states = {k: np.asarray(v) for k, v in actual.items() if k.startswith("state_")}
-        errors["step"] = error
-    if source.stateful:
-        source.functions["reset_state"]()
-    return errors
-
-
 def convert(
     source: Any,
     output_path: Optional[Union[str, os.PathLike]] = None,
@@ -315,9 +258,40 @@ def convert(
 
     Raises:
       ValueError: bad arguments, ops TFLite lacks, a missing fused op, a cell-state clip that
-        matters (with `fuse_lstm=True`), or LiteRT disagreeing with TensorFlow.
+        matters (with `fuse_lstm=True`), or a failed check (`tfrnn.export.CheckFailed`:
+        LiteRT differs from TensorFlow, or an output is missing, misshapen, NaN or Inf on
+        either side); nothing is written then, and a model's states are as they were.
     """
     log = log or (lambda line: None)
+    output_path, requested = _validated_arguments(quantize, fuse_lstm, signatures, output_path, overwrite)
+    want_step = None if requested is None else "step" in requested
+    if isinstance(source, (str, os.PathLike)):
+        loaded = _from_saved_model(os.fspath(source), want_step)
+    else:
+        loaded = _from_model(source, input_spec, mask, batch_size, want_step, fuse_lstm)
+    with loaded.snapshot:
+        if sample_inputs is not None:
+            loaded.samples = _given_samples(sample_inputs, sample_mask, loaded)
+        if requested is None:
+            requested = ["serving_default"] + (["step"] if loaded.functions.step is not None else [])
+        names = requested + (["reset_state"] if loaded.stateful else [])
+        probe = _tf_call(loaded.functions.probe, loaded.samples)["max_abs_cell_state"].tolist()
+        loaded.snapshot.restore()  # the converted variables start from the model's states as they were
+        content, unfused, notes = _convert_choosing_fusion(loaded.functions, names, quantize, fuse_lstm, probe, log)
+        ops = op_counts(content)
+        log(f"  ops: {', '.join(f'{k} x{v}' for k, v in sorted(ops.items()))}")
+        errors = _check_parity(loaded, content, names, unfused, quantize, log) if check else {}
+    if output_path is not None:
+        _write_atomically(output_path, content)
+        log(f"wrote {output_path} ({len(content) / 1024:.1f} KiB)")
+    return ConversionResult(output_path, content, names, ops, ops.get(FUSED_LSTM_OP, 0), probe, errors, notes)
+
+
+# -- the steps of convert, in order ---------------------------------------------------------------
+
+
+def _validated_arguments(quantize, fuse_lstm, signatures, output_path, overwrite: bool):
+    """`(absolute output path or None, requested signatures or None)`, or an error."""
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
     if fuse_lstm not in (True, False, "auto"):
@@ -333,82 +307,122 @@ def convert(
         output_path = os.path.abspath(os.fspath(output_path))
         if os.path.exists(output_path) and not overwrite:
             raise ValueError(f"{output_path} already exists; pass overwrite=True (--overwrite) to replace it")
-    want_step = None if signatures is None else "step" in signatures
-    if isinstance(source, (str, os.PathLike)):
-        loaded = _from_saved_model(os.fspath(source))
-        if want_step and "step" not in loaded.functions:
-            raise ValueError(f"{os.fspath(source)} has no step function (it was exported with step=False)")
-    else:
-        loaded = _from_model(source, input_spec, mask, batch_size, want_step)
-    if sample_inputs is not None:
-        samples = {"inputs": np.asarray(sample_inputs)}
-        if sample_mask is not None:
-            samples["mask"] = np.asarray(sample_mask, bool)
-        elif "mask" in loaded.samples:
-            samples["mask"] = np.ones(samples["inputs"].shape[:2], bool)
-        if loaded.batch is not None:
-            samples = {k: _fit_batch(v, loaded.batch) for k, v in samples.items()}
-        loaded.samples = samples
-    if signatures is None:
-        signatures = ["serving_default"] + (["step"] if "step" in loaded.functions else [])
-    names = list(signatures) + (["reset_state"] if loaded.stateful else [])
-
-    try:
-        return _convert_checked(loaded, names, output_path, quantize, fuse_lstm, check, log)
-    finally:
-        loaded.restore()
+    return output_path, signatures
 
 
-def _convert_checked(loaded: _Source, names, output_path, quantize, fuse_lstm, check, log):
-    probe = _tf_call(loaded.functions["probe"], loaded.samples)["max_abs_cell_state"].tolist()
-    loaded.restore()  # the converted variables start from the model's states as they were
+def _given_samples(inputs, mask, source: _Source) -> dict:
+    """`sample_inputs` (and `sample_mask`, all-true by default) fitted to the functions' batch."""
+    samples = {"inputs": np.asarray(inputs)}
+    if mask is not None:
+        samples["mask"] = np.asarray(mask, bool)
+    elif "mask" in source.samples:
+        samples["mask"] = np.ones(samples["inputs"].shape[:2], bool)
+    if source.functions.batch is not None:
+        samples = {k: _fit_batch(v, source.functions.batch) for k, v in samples.items()}
+    return samples
+
+
+def _tf_call(function, feed: dict) -> dict:
+    return {k: v.numpy() for k, v in function(**{k: tf.constant(v) for k, v in feed.items()}).items()}
+
+
+def _convert_choosing_fusion(
+    functions: TFLiteFunctions, names: list[str], quantize, fuse_lstm, probe: list[float], log
+) -> tuple[bytes, bool, list[str]]:
+    """`(model content, converted unfused, notes)`: fused where the clip and the converter allow.
+
+    `probe` is the largest |c| of each LSTM that would fuse, on the sample inputs.
+    """
     notes = []
     unfused = fuse_lstm is False or not probe or "serving_default" not in names
-    content = _convert_functions(_serving_variant(loaded.functions, unfused), names, quantize)
+    if not unfused and not functions.fusable:
+        message = "the SavedModel's TFLite functions were exported with fuse_lstm=False"
+        if fuse_lstm is True:
+            raise ValueError(f"{message}; convert with fuse_lstm='auto' or False, or export with fuse_lstm=True")
+        notes.append(message + ": converted without the fused op")
+        log("  " + notes[-1])
+        unfused = True
+    content = _convert_functions(functions.for_conversion(names, unfused), quantize)
+    if unfused:
+        return content, True, notes
     clips = fused_cell_clips(content)
-    if not unfused:
-        if len(clips) != len(probe):
-            raise ValueError(
-                f"{len(probe)} LSTM(s) should have become {FUSED_LSTM_OP}, but the converted model "
-                f"has {len(clips)}; the converter kept the unfused loop. Convert with fuse_lstm=False"
-            )
-        clipped = [c for c, clip in zip(probe, clips) if c > clip]
-        if clipped:
-            message = (
-                f"the fused LSTM op clips the cell state at +-{clips[0]:g}, but on the sample "
-                f"inputs |c| reaches {max(clipped):.3g}, so its outputs may differ from TensorFlow's"
-            )
-            if fuse_lstm is True:
-                raise ValueError(message + "; convert with fuse_lstm=False or 'auto'")
-            notes.append(message + ": converted without the fused op")
-            log("  " + notes[-1])
-            unfused = True
-            content = _convert_functions(_serving_variant(loaded.functions, True), names, quantize)
-    ops = op_counts(content)
-    fused = ops.get(FUSED_LSTM_OP, 0)
-    log(f"  ops: {', '.join(f'{k} x{v}' for k, v in sorted(ops.items()))}")
+    if len(clips) != len(probe):
+        raise ValueError(
+            f"{len(probe)} LSTM(s) should have become {FUSED_LSTM_OP}, but the converted model "
+            f"has {len(clips)}; the converter kept the unfused loop. Convert with fuse_lstm=False"
+        )
+    clipped = [c for c, clip in zip(probe, clips) if c > clip]
+    if not clipped:
+        return content, False, notes
+    message = (
+        f"the fused LSTM op clips the cell state at +-{clips[0]:g}, but on the sample "
+        f"inputs |c| reaches {max(clipped):.3g}, so its outputs may differ from TensorFlow's"
+    )
+    if fuse_lstm is True:
+        raise ValueError(message + "; convert with fuse_lstm=False or 'auto'")
+    notes.append(message + ": converted without the fused op")
+    log("  " + notes[-1])
+    return _convert_functions(functions.for_conversion(names, True), quantize), True, notes
+
+
+def _check_parity(source: _Source, content: bytes, names, unfused: bool, quantize, log) -> dict[str, float]:
+    """LiteRT vs. TF, two invocations in a row (state must carry only where it should)."""
+    runtime = interpreter(content)
+    functions = source.functions
+    if source.stateful:
+        functions.reset_state()
+        runtime.get_signature_runner("reset_state")()
     errors = {}
-    if check:
-        errors = _check_parity(loaded, content, names, unfused)
-        tolerance = TOLERANCES[quantize]
-        for name, error in errors.items():
-            log(f"  {name}: LiteRT vs. TensorFlow max abs error {error:.2e}")
-            if not error <= tolerance:
-                raise ValueError(
-                    f"LiteRT's {name} differs from TensorFlow's by {error:.3g} (> {tolerance} for "
-                    f"quantize={quantize!r}); nothing was written"
-                )
-    if output_path is not None:
-        _write_atomically(output_path, content)
-        log(f"wrote {output_path} ({len(content) / 1024:.1f} KiB)")
-    return ConversionResult(output_path, content, names, ops, fused, probe, errors, notes)
+    if "serving_default" in names:
+        errors["serving_default"] = _check_serving(runtime, functions.serving(unfused), source.samples, quantize)
+        log(f"  serving_default: LiteRT vs. TensorFlow max abs error {errors['serving_default']:.2e}")
+    if "step" in names:
+        errors["step"] = _check_step(runtime, functions, source.samples, quantize)
+        log(f"  step: LiteRT vs. TensorFlow max abs error {errors['step']:.2e}")
+    if source.stateful:
+        functions.reset_state()
+    return errors
 
 
-def _serving_variant(functions: dict, unfused: bool) -> dict:
-    result = dict(functions)
-    if unfused and "serving_default_unfused" in functions:
-        result["serving_default"] = functions["serving_default_unfused"]
-    return result
+def _compare(actual, expected, check: str, quantize) -> float:
+    tolerance = TOLERANCES[quantize]
+    return checks.compare(
+        actual, expected, check=f"TFLite check of {check}", tolerance=tolerance, actual_name="LiteRT",
+        expected_name="TensorFlow", hint=f"The tolerance is {tolerance:g} for quantize={quantize!r}",
+    )
+
+
+def _check_serving(runtime, serving_tf, samples: dict, quantize) -> float:
+    """`serving_default` on the samples and then on them reversed in time."""
+    inputs, mask = samples["inputs"], samples.get("mask")
+    feeds = [{"inputs": inputs}, {"inputs": inputs[:, ::-1].copy()}]
+    if mask is not None:
+        for feed in feeds:
+            feed["mask"] = mask
+    runner = runtime.get_signature_runner("serving_default")
+    error = 0.0
+    for call, feed in enumerate(feeds, 1):  # the second call sees whatever state the first one left
+        check = f"serving_default (LiteRT vs. TensorFlow, invocation {call})"
+        error = max(error, _compare(runner(**feed), _tf_call(serving_tf, feed), check, quantize))
+    return error
+
+
+def _check_step(runtime, functions: TFLiteFunctions, samples: dict, quantize) -> float:
+    """The samples streamed through `step`, each side carrying its own states."""
+    inputs, mask = samples["inputs"], samples.get("mask")
+    runner = runtime.get_signature_runner("step")
+    tf_states = _tf_call(functions.initial_state, {"batch_size": np.int32(inputs.shape[0])})
+    lite_states = dict(tf_states)
+    error = 0.0
+    for t in range(inputs.shape[1]):
+        feed = {"inputs": inputs[:, t], **({"mask": mask[:, t]} if mask is not None else {})}
+        expected = _tf_call(functions.step, {**feed, **tf_states})
+        actual = runner(**feed, **lite_states)
+        check = f"step (LiteRT vs. TensorFlow, timestep {t})"
+        error = max(error, _compare(actual, expected, check, quantize))
+        tf_states = {k: v for k, v in expected.items() if k.startswith("state_")}
+        lite_states = {k: np.asarray(actual[k]) for k in tf_states}
+    return error
 
 
 def _write_atomically(path: str, content: bytes) -> None:
