@@ -15,6 +15,7 @@ import importlib
 from tfrnn._keras_common.import_hooks import when_imported
 from tfrnn.bucketing import LengthBuckets
 from tfrnn.cell import RNNCell
+from tfrnn.conv_lstm_cell import ConvLSTM1DCell, ConvLSTM2DCell, ConvLSTM3DCell, ConvLSTMCell
 from tfrnn.gru_cell import GRUCell
 from tfrnn.loop import rnn_loop
 from tfrnn.lstm_cell import LSTMCell
@@ -29,6 +30,10 @@ __all__ = [
     "LSTMCell",
     "GRUCell",
     "StackedRNNCells",
+    "ConvLSTMCell",
+    "ConvLSTM1DCell",
+    "ConvLSTM2DCell",
+    "ConvLSTM3DCell",
     "LengthBuckets",
     "rnn_loop",
     "export",

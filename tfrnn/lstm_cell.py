@@ -71,6 +71,18 @@ def lstm_activations(
     )
 
 
+def forget_bias_initial_value(initializer, units: int, dtype, rng) -> tf.Tensor:
+    """An LSTM bias `[4 * units]` with `unit_forget_bias`: the forget gate's block is ones."""
+    return tf.concat(
+        [
+            initializers.initial_value(initializer, [units], dtype, rng),
+            tf.ones([units], dtype),
+            initializers.initial_value(initializer, [2 * units], dtype, rng),
+        ],
+        0,
+    )
+
+
 def lstm_gates_vjp(gates, c_prev, d_h, d_c, activation, d_act, d_rec):
     """The VJP of `lstm_gates` from the activated gates `[i, f, g, o]` (`lstm_activations`).
 
@@ -102,6 +114,14 @@ class LSTMCell(BuiltinCell):
     `kernel [features, 4 * units]`, `recurrent_kernel [units, 4 * units]`,
     `bias [4 * units]`. `state_size = [units, units]` (h, c); the output is h.
 
+    With `projection_units=P` (PyTorch's `nn.LSTM(proj_size=P)`, TFLite's LSTM projection)
+    h is projected: `h' = (recurrent_activation(z_o) * activation(c')) @ projection_kernel`,
+    with `projection_kernel [units, P]` after the other weights and `recurrent_kernel
+    [P, 4 * units]`; `state_size = [P, units]` (h, c) and the output is h `[batch, P]`.
+    From PyTorch: `kernel = weight_ih.T`, `recurrent_kernel = weight_hh.T`,
+    `bias = bias_ih + bias_hh`, `projection_kernel = weight_hr.T`. A projected LSTM runs
+    on the generic loop, not the fast loop, and never becomes TFLite's fused LSTM op.
+
     Dropout follows tf-keras: one mask per sequence; with `recurrent_dropout > 0` every gate
     has its own input and recurrent mask (tf-keras' implementation 1), otherwise one input
     mask serves all gates.
@@ -116,6 +136,9 @@ class LSTMCell(BuiltinCell):
       activation: for the candidate and the output (default tanh).
       recurrent_activation: for the gates (default sigmoid).
       unit_forget_bias: initialize the forget-gate bias to 1 (Keras' default).
+      projection_units: the size of the projected h (a positive int), or `None` for none.
+      projection_initializer, projection_regularizer, projection_constraint: for
+        `projection_kernel`, as the other weights' (default glorot_uniform).
       **kwargs: `use_bias`, the `*_initializer`, `*_regularizer` (callables
         `variable -> scalar`, summed by `regularization_losses()`), `*_constraint` (set as the
         variables' `constraint`), `dropout`, `recurrent_dropout`, `seed`, `dtype`, `name`;
@@ -130,6 +153,10 @@ class LSTMCell(BuiltinCell):
         activation: activations.Activation = "tanh",
         recurrent_activation: activations.Activation = "sigmoid",
         unit_forget_bias: bool = True,
+        projection_units: Optional[int] = None,
+        projection_initializer: initializers.Initializer = "glorot_uniform",
+        projection_regularizer=None,
+        projection_constraint=None,
         **kwargs,
     ):
         super().__init__(units, **kwargs)
@@ -138,22 +165,36 @@ class LSTMCell(BuiltinCell):
         self.activation = activations.get(activation)
         self.recurrent_activation = activations.get(recurrent_activation)
         self.unit_forget_bias = bool(unit_forget_bias)
-        self.state_size = [self.units, self.units]
-        self.output_size = self.units
+        self.projection_units = _check_projection_units(projection_units)
+        self.projection_initializer = initializers.check(
+            projection_initializer, "projection_initializer"
+        )
+        self.projection_regularizer = projection_regularizer
+        self.projection_constraint = projection_constraint
+        self.projection_kernel: Optional[tf.Variable] = None
+        self.state_size = [self.recurrent_size(), self.units]
+        self.output_size = self.recurrent_size()
         self.state_names = ["h", "c"]
+
+    def recurrent_size(self) -> int:
+        """The size of h: `projection_units` when projected, else `units`."""
+        return self.units if self.projection_units is None else self.projection_units
+
+    def build(self, input_shape) -> None:
+        super().build(input_shape)
+        if self.projection_units is not None:
+            self.projection_kernel = self.add_weight(
+                "projection_kernel",
+                [self.units, self.projection_units],
+                self.projection_initializer,
+                regularizer=self.projection_regularizer,
+                constraint=self.projection_constraint,
+            )
 
     def bias_initial_value(self, shape, dtype=None) -> tf.Tensor:
         if not self.unit_forget_bias:
             return super().bias_initial_value(shape, dtype)
-        units = self.units
-        return tf.concat(
-            [
-                initializers.initial_value(self.bias_initializer, [units], dtype, self.rng),
-                tf.ones([units], dtype),
-                initializers.initial_value(self.bias_initializer, [2 * units], dtype, self.rng),
-            ],
-            0,
-        )
+        return forget_bias_initial_value(self.bias_initializer, self.units, dtype, self.rng)
 
     def get_config(self) -> dict:
         return {
@@ -161,9 +202,17 @@ class LSTMCell(BuiltinCell):
             "activation": self.activation_name,
             "recurrent_activation": self.recurrent_activation_name,
             "unit_forget_bias": self.unit_forget_bias,
+            "projection_units": self.projection_units,
+            "projection_initializer": self.projection_initializer,
+            "projection_regularizer": self.projection_regularizer,
+            "projection_constraint": self.projection_constraint,
         }
 
-    def fast_loop_spec(self) -> FastLoopSpec:
+    def fast_loop_spec(self) -> Optional[FastLoopSpec]:
+        if self.projection_units is not None:
+            # The projection is a matmul after the gates, which the fast loop's elementwise
+            # part cannot hold; docs/performance.md has what the generic loop costs instead.
+            return None
         recurrent_activation = fast_activation(
             self.recurrent_activation_name, self.recurrent_activation
         )
@@ -214,4 +263,14 @@ class LSTMCell(BuiltinCell):
             self.recurrent_activation,
             dropout_masks[1] if dropout_masks else (),
         )
+        if self.projection_kernel is not None:
+            h = tf.matmul(h, self.read(self.projection_kernel))
         return h, [h, c]
+
+
+def _check_projection_units(projection_units) -> Optional[int]:
+    if projection_units is None:
+        return None
+    if isinstance(projection_units, bool) or not isinstance(projection_units, int) or projection_units <= 0:
+        raise ValueError(f"projection_units must be a positive int or None, got {projection_units!r}")
+    return projection_units

@@ -257,6 +257,10 @@ class BuiltinCell(RNNCell):
         """The bias' initial value; the LSTM overrides it for `unit_forget_bias`."""
         return initializers.initial_value(self.bias_initializer, shape, dtype, self.rng)
 
+    def recurrent_size(self) -> int:
+        """The width of the state the recurrent kernel reads (h); the projected LSTM's is smaller."""
+        return self.units
+
     def build(self, input_shape) -> None:
         features = int(input_shape[-1])
         width = self.gates * self.units
@@ -269,7 +273,7 @@ class BuiltinCell(RNNCell):
         )
         self.recurrent_kernel = self.add_weight(
             "recurrent_kernel",
-            [self.units, width],
+            [self.recurrent_size(), width],
             self.recurrent_initializer,
             regularizer=self.regularizers[1],
             constraint=self.constraints[1],

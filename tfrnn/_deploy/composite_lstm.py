@@ -39,9 +39,13 @@ from tfrnn.lstm_cell import LSTMCell, lstm_gates
 
 
 def eligible(cell: Any) -> bool:
-    """Whether `cell` computes what the fused op computes (a plain float32 Keras LSTM)."""
+    """Whether `cell` computes what the fused op computes (a plain float32 Keras LSTM).
+
+    A projected LSTM is not: the composite function the converter fuses has no projection.
+    """
     return (
         type(cell) is LSTMCell
+        and cell.projection_units is None
         and cell.activation_name == "tanh"
         and cell.recurrent_activation_name == "sigmoid"
         and cell.dtype == tf.float32
