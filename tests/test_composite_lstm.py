@@ -60,6 +60,8 @@ def test_zero_states_are_exact_zeros_that_depend_on_the_inputs():
         (tfrnn.LSTMCell(2, recurrent_activation="hard_sigmoid"), False),
         (tfrnn.LSTMCell(2, dtype=tf.float64), False),
         (tfrnn.GRUCell(2), False),
+        (tfrnn.LSTMCell(2, projection_units=1), False),
+        (tfrnn.ConvLSTM2DCell(2, 1), False),
     ],
 )
 def test_only_plain_float32_lstms_are_eligible(cell, expected):

@@ -116,3 +116,120 @@ def test_seed_makes_weights_reproducible():
 def test_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
         tfrnn.LSTMCell(**kwargs)
+
+
+# -- projection (PyTorch's nn.LSTM(proj_size=...)) ---------------------------------------------
+
+PROJECTION = 2
+
+PROJECTION_MATRIX = all_pairs(
+    {"use_bias": (True, False), "execution": EXECUTIONS, "caller": CALLERS, "initial_state": (True, False)}
+)
+
+
+def _projected(use_bias=True):
+    cell = tfrnn.LSTMCell(UNITS, projection_units=PROJECTION, use_bias=use_bias)
+    cell.build([None, FEATURES])
+    return _randomized(cell)
+
+
+def _numpy_projected(cell, inputs, h0, c0):
+    """The gate equations, then h = (o * tanh(c)) @ projection_kernel, step by step."""
+    kernel, recurrent_kernel = cell.kernel.numpy(), cell.recurrent_kernel.numpy()
+    bias = cell.bias.numpy() if cell.bias is not None else None
+    projection = cell.projection_kernel.numpy()
+
+    def step(x, h, c):
+        unprojected, c = lstm_step(x, h, c, kernel, recurrent_kernel, bias)
+        return unprojected @ projection, c
+
+    return run_sequence(step, inputs, (h0, c0))
+
+
+@pytest.mark.parametrize("case", PROJECTION_MATRIX, ids=case_id)
+def test_projection_matches_numpy(case):
+    cell = _projected(case["use_bias"])
+    assert [w.shape for w in cell.weights][-1] == [UNITS, PROJECTION]
+    assert cell.state_size == [PROJECTION, UNITS] and cell.output_size == PROJECTION
+    inputs = random_array(1, BATCH, TIME, FEATURES)
+    h0, c0 = random_array(2, BATCH, PROJECTION), random_array(3, BATCH, UNITS)
+    if not case["initial_state"]:
+        h0, c0 = np.zeros_like(h0), np.zeros_like(c0)
+    expected_outputs, (h, c) = _numpy_projected(cell, inputs, h0, c0)
+    outputs, states = run_rnn(cell, inputs, [h0, c0], case["execution"], case["caller"])
+    assert_close(outputs, expected_outputs, 1e-5, "outputs")
+    assert_close(states[0], h, 1e-5, "h")
+    assert_close(states[1], c, 1e-5, "c")
+
+
+def test_projection_gradients_match_a_python_loop_over_the_cell():
+    cell = _projected()
+    inputs = tf.constant(random_array(1, BATCH, TIME, FEATURES))
+    mask = tf.constant(np.array([[1, 1, 0, 1], [0, 1, 1, 1]], bool))
+    rnn = tfrnn.RNN(cell, return_sequences=True)
+
+    def loop(x):
+        h, c = tf.zeros([BATCH, PROJECTION]), tf.zeros([BATCH, UNITS])
+        output, outputs = tf.zeros([BATCH, PROJECTION]), []
+        for t in range(TIME):
+            new_output, (new_h, new_c) = cell(x[:, t], [h, c])
+            keep = mask[:, t : t + 1]
+            h, c = tf.where(keep, new_h, h), tf.where(keep, new_c, c)
+            output = tf.where(keep, new_output, output)
+            outputs.append(output)
+        return tf.stack(outputs, 1)
+
+    gradients = []
+    for run in (lambda x: rnn(x, mask=mask), loop):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            loss = tf.reduce_sum(run(inputs) * random_array(4, BATCH, TIME, PROJECTION))
+        gradients.append(tape.gradient(loss, [inputs] + cell.weights))
+    for ours, theirs, name in zip(*gradients, ["inputs", "kernel", "recurrent", "bias", "projection"]):
+        assert_close(ours, theirs, 1e-5, name)
+
+
+def test_projected_lstm_runs_on_the_generic_loop():
+    assert _projected().fast_loop_spec() is None
+    assert _randomized_built().fast_loop_spec() is not None
+    config = _projected().get_config()
+    assert config["projection_units"] == PROJECTION
+    assert tfrnn.LSTMCell.from_config(config).state_size == [PROJECTION, UNITS]
+
+
+def test_projected_initial_state_of_the_wrong_shape():
+    rnn = tfrnn.RNN(_projected())
+    wrong = [tf.zeros([BATCH, UNITS]), tf.zeros([BATCH, UNITS])]
+    with pytest.raises(ValueError, match=r"initial_state must have 2 tensors \(h, c\) of shape \[2, 2\], \[2, 5\], got 2 tensors of shape \[2, 5\], \[2, 5\]"):
+        rnn(tf.zeros([BATCH, TIME, FEATURES]), initial_state=wrong)
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.0, True])
+def test_projection_units_must_be_positive(value):
+    with pytest.raises(ValueError, match=f"projection_units must be a positive int or None, got {value!r}"):
+        tfrnn.LSTMCell(UNITS, projection_units=value)
+
+
+try:
+    import torch
+except ImportError:  # torch is optional: the NumPy reference above always runs
+    torch = None
+
+if torch is not None:
+
+    def test_projection_matches_pytorch():
+        torch.manual_seed(0)
+        reference = torch.nn.LSTM(FEATURES, UNITS, proj_size=PROJECTION, batch_first=True)
+        cell = tfrnn.LSTMCell(UNITS, projection_units=PROJECTION)
+        cell.build([None, FEATURES])
+        p = {name: value.detach().numpy() for name, value in reference.named_parameters()}
+        cell.set_weights([
+            p["weight_ih_l0"].T, p["weight_hh_l0"].T, p["bias_ih_l0"] + p["bias_hh_l0"], p["weight_hr_l0"].T,
+        ])  # fmt: skip
+        inputs = random_array(1, BATCH, TIME, FEATURES)
+        h0, c0 = random_array(2, BATCH, PROJECTION), random_array(3, BATCH, UNITS)
+        expected, (h, c) = reference(torch.from_numpy(inputs), (torch.from_numpy(h0[None]), torch.from_numpy(c0[None])))
+        outputs, states = run_rnn(cell, inputs, [h0, c0], "jit-while", "eager")
+        assert_close(outputs, expected.detach().numpy(), 1e-5, "outputs")
+        assert_close(states[0], h[0].detach().numpy(), 1e-5, "h")
+        assert_close(states[1], c[0].detach().numpy(), 1e-5, "c")

@@ -22,6 +22,7 @@ from tfrnn.lstm_cell import LSTMCell
 from tfrnn.rnn import RNN
 from tfrnn.simple_rnn_cell import SimpleRNNCell
 from tfrnn.stacked_cells import StackedRNNCells
+from tfrnn.trainable_initial_state import TrainableInitialState
 
 __all__ = [
     "RNN",
@@ -34,6 +35,7 @@ __all__ = [
     "ConvLSTM1DCell",
     "ConvLSTM2DCell",
     "ConvLSTM3DCell",
+    "TrainableInitialState",
     "LengthBuckets",
     "rnn_loop",
     "export",

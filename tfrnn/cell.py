@@ -123,23 +123,24 @@ class RNNCell(tf.Module):
 
     def get_weights(self) -> list:
         """The weights as NumPy arrays, in the order of `weights`."""
-        return [variable.numpy() for variable in self._weights]
+        return [variable.numpy() for variable in self.weights]
 
     def set_weights(self, values: Sequence[Any]) -> None:
         """Assigns all weights at once (e.g. from a tf-keras cell); nothing changes on error."""
         values = list(values)
-        if len(values) != len(self._weights):
+        weights = self.weights
+        if len(values) != len(weights):
             raise ValueError(
-                f"set_weights expects {len(self._weights)} arrays "
-                f"({', '.join(v.name for v in self._weights)}), got {len(values)}"
+                f"set_weights expects {len(weights)} arrays "
+                f"({', '.join(v.name for v in weights)}), got {len(values)}"
             )
-        for variable, value in zip(self._weights, values):
+        for variable, value in zip(weights, values):
             if tuple(np.shape(value)) != tuple(variable.shape.as_list()):
                 raise ValueError(
                     f"set_weights: {variable.name} has shape {variable.shape.as_list()}, "
                     f"got an array of shape {list(np.shape(value))}"
                 )
-        for variable, value in zip(self._weights, values):
+        for variable, value in zip(weights, values):
             variable.assign(value)
 
     def build(self, input_shape: Sequence[Optional[int]]) -> None:

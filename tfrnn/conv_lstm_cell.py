@@ -72,9 +72,16 @@ def convolve(
     """
     inputs = tf.convert_to_tensor(inputs)
     leading = inputs.shape.rank - rank - 1
-    conv = lambda x: tf.nn.convolution(  # noqa: E731
-        x, kernel, strides=strides, padding=padding.upper(), dilations=dilation_rate
-    )
+    padding = padding.upper()
+    if rank == 3:
+        # tf.nn.convolution would dilate a 3-D convolution with SpaceToBatchND, which TFLite
+        # has no 5-D builtin for; Conv3D's own dilations become CONV_3D's.
+        conv = lambda x: tf.nn.conv3d(  # noqa: E731
+            x, kernel, [1, *strides, 1], padding, dilations=[1, *dilation_rate, 1]
+        )
+    else:
+        op = tf.nn.conv1d if rank == 1 else tf.nn.conv2d
+        conv = lambda x: op(x, kernel, list(strides), padding, dilations=list(dilation_rate))  # noqa: E731
     if leading == 1:
         return conv(inputs)
     # Static spatial dims and channels keep the images' shapes static (TFLite needs that).
