@@ -13,6 +13,7 @@ is also imported as soon as its Keras is, so that its layers are registered for 
 import importlib
 
 from tfrnn._keras_common.import_hooks import when_imported
+from tfrnn.bidirectional import Bidirectional
 from tfrnn.bucketing import LengthBuckets
 from tfrnn.cell import RNNCell
 from tfrnn.conv_lstm_cell import ConvLSTM1DCell, ConvLSTM2DCell, ConvLSTM3DCell, ConvLSTMCell
@@ -36,6 +37,7 @@ __all__ = [
     "ConvLSTM2DCell",
     "ConvLSTM3DCell",
     "TrainableInitialState",
+    "Bidirectional",
     "LengthBuckets",
     "rnn_loop",
     "export",

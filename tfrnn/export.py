@@ -44,6 +44,7 @@ from tfrnn._deploy import function_set
 from tfrnn._deploy import warmup as warmup_lib
 from tfrnn._deploy.signatures import ModelSignatures, call_model, split_result, state_name
 from tfrnn._deploy.state_snapshot import StateSnapshot
+from tfrnn.bidirectional import Bidirectional
 from tfrnn.rnn import RNN
 
 METADATA_FILE = "tfrnn_export.json"
@@ -106,11 +107,12 @@ def check_outputs(
         expected_name=expected_name, consequence=None,
     )
 def infer_input_spec(model: Any) -> tf.TensorSpec:
-    """`[batch, None, *features]` of a built `tfrnn.RNN` or a Keras model with known inputs."""
-    if isinstance(model, RNN):
+    """`[batch, None, *features]` of a built `tfrnn.RNN` (or `Bidirectional`) or a Keras model
+    with known inputs."""
+    if isinstance(model, (RNN, Bidirectional)):
         if model.input_shape is None:
             raise ValueError(
-                "the RNN is not built, so its feature size is unknown; call it once, call "
+                f"the {type(model).__name__} is not built, so its feature size is unknown; call it once, call "
                 "build([batch, None, features]), or pass input_spec=tf.TensorSpec([None, None, "
                 "features])"
             )

@@ -32,6 +32,7 @@ import tensorflow as tf
 from tfrnn._core import trace_context
 from tfrnn._core.arguments import accepts_argument
 from tfrnn._deploy import composite_lstm
+from tfrnn.bidirectional import Bidirectional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +147,12 @@ class ModelSignatures:
             raise ValueError(
                 f"input_spec must give the feature shape, got {input_spec.shape} (only batch "
                 "and timesteps may be None)"
+            )
+        if isinstance(model, Bidirectional) and model.merge_mode is None:
+            raise ValueError(
+                "a tfrnn.Bidirectional with merge_mode=None returns two outputs, and a signature "
+                "has one 'outputs'; export it with a merge_mode, or a module around it that "
+                "returns a dict of the two"
             )
         self.model = model
         self.input_spec = tf.TensorSpec(
