@@ -214,3 +214,45 @@ def test_inputs_of_the_wrong_rank_name_the_expected_layout():
     with pytest.raises(ValueError, match=r"takes inputs \[batch, time, rows, cols, channels\] .*got steps of shape \(2, 4, 2\)"):
         rnn(tf.zeros([2, 3, 4, CHANNELS]))
     assert rnn.states == [] and rnn.input_shape is None
+
+
+# -- deployment: SavedModel (serving_default, step) and TFLite ---------------------------------
+
+
+def test_conv_lstm_2d_exports_and_converts_to_conv_2d_in_a_while_loop(tmp_path):
+    from tfrnn import export, tflite
+
+    cell = tfrnn.ConvLSTM2DCell(FILTERS, 2, padding="same", strides=2, seed=1, input_shape=[4, 4, CHANNELS])
+    rnn = tfrnn.RNN(cell, return_sequences=True, return_state=True)
+    rnn.build([None, None, 4, 4, CHANNELS])
+    result = export.export_saved_model(rnn, str(tmp_path / "conv"), mask=True)
+    assert result.signatures == ["serving_default", "step", "initial_state"]
+    assert max(result.max_abs_error.values()) <= 1e-5
+    inputs, mask = random_array(1, 1, TIME, 4, 4, CHANNELS), random_mask(2, 1, TIME)
+    loaded = tf.saved_model.load(result.path).signatures["serving_default"]
+    served = loaded(inputs=tf.constant(inputs), mask=tf.constant(mask))
+    for name, value in zip(["outputs", "state_0", "state_1"], rnn(inputs, mask=mask)):
+        assert_close(served[name], value, 1e-5, f"SavedModel {name}")
+    converted = tflite.convert(result.path)
+    assert {"CONV_2D", "WHILE"} <= set(converted.ops) and not [op for op in converted.ops if op.startswith("CUSTOM")]
+    assert converted.signatures == ["serving_default", "step"]
+    runner = tflite.interpreter(converted.model_content).get_signature_runner("serving_default")
+    lite = runner(inputs=inputs, mask=mask)
+    for name, value in zip(["outputs", "state_0", "state_1"], rnn(inputs, mask=mask)):
+        assert_close(lite[name], value, 1e-4, f"LiteRT {name}")
+
+
+@pytest.mark.parametrize(
+    "rank, options, op",
+    [(1, dict(dilation_rate=2), "CONV_2D"), (3, dict(dilation_rate=2), "CONV_3D"), (3, dict(strides=2, padding="same"), "CONV_3D")],
+)
+def test_conv_lstm_1d_and_3d_convert_with_builtin_ops(rank, options, op):
+    from tfrnn import tflite
+
+    spatial = {1: [5], 3: [5, 4, 4]}[rank]
+    cell = CELLS[rank](FILTERS, 2, seed=2, input_shape=spatial + [CHANNELS], **options)
+    rnn = tfrnn.RNN(cell)
+    rnn.build([None, None] + spatial + [CHANNELS])
+    converted = tflite.convert(rnn, batch_size=None)
+    assert op in converted.ops and "WHILE" in converted.ops, converted.ops
+    assert max(converted.max_abs_error.values()) <= 1e-4

@@ -233,3 +233,17 @@ if torch is not None:
         assert_close(outputs, expected.detach().numpy(), 1e-5, "outputs")
         assert_close(states[0], h[0].detach().numpy(), 1e-5, "h")
         assert_close(states[1], c[0].detach().numpy(), 1e-5, "c")
+
+
+def test_projected_lstm_exports_and_converts_unfused(tmp_path):
+    from tfrnn import export, tflite
+
+    rnn = tfrnn.RNN(_projected(), return_sequences=True)
+    rnn.build([None, None, FEATURES])
+    result = export.export_saved_model(rnn, str(tmp_path / "projected"))
+    assert max(result.max_abs_error.values()) <= 1e-5
+    converted = tflite.convert(result.path)
+    assert converted.fused_lstms == 0 and "WHILE" in converted.ops, converted.ops
+    inputs = random_array(1, 1, TIME, FEATURES)
+    runner = tflite.interpreter(converted.model_content).get_signature_runner("serving_default")
+    assert_close(runner(inputs=inputs)["outputs"], rnn(inputs), 1e-4, "LiteRT")
