@@ -227,7 +227,8 @@ def fit(
             model.layers[1].reset_states(states=[np.zeros([GLOBAL_BATCH, UNITS], np.float32)] * 2)
     # Before the first call under a strategy the states may not exist yet: nothing to reset.
     model.reset_states()
-    states_before_fit = len(model.layers[1].states)
+    # As in tf-keras, `states` holds a None for each state not created yet.
+    states_before_fit = sum(state is not None for state in model.layers[1].states)
     recorder = _BatchLosses()
     model.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[recorder])
     result = {"losses": np.array(recorder.losses), "weights": model.get_weights()}

@@ -67,3 +67,25 @@ class MinimalRNNCell(tf_keras.layers.Layer):
     def call(self, inputs, states):
         output = tf.matmul(inputs, self.kernel) + tf.matmul(states[0], self.recurrent_kernel)
         return output, [output]
+
+
+class CellWithConstants(tf_keras.layers.Layer):
+    """A tf-keras cell whose step reads `constants` (as in tf-keras' own RNN tests)."""
+
+    def __init__(self, units, constant_size, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+        self.constant_size = constant_size
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units), name="recurrent_kernel")
+        self.constant_kernel = self.add_weight(shape=(self.constant_size, self.units), name="constant_kernel")
+
+    def call(self, inputs, states, constants):
+        h = tf.tanh(inputs @ self.kernel + states[0] @ self.recurrent_kernel + constants[0] @ self.constant_kernel)
+        return h, [h]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "constant_size": self.constant_size}

@@ -7,6 +7,7 @@ explicit signatures instead.
 
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import tensorflow as tf
@@ -73,6 +74,11 @@ class FunctionsByRoute:
         self._run = run
         self._reduce_retracing = reduce_retracing
         self._by_route: dict = {}
+
+    def __deepcopy__(self, memo: dict) -> "FunctionsByRoute":
+        # Traces hold graphs (which cannot be copied) bound to the original's variables: a
+        # copy of the RNN traces its own, so it gets an empty cache bound to the copy.
+        return FunctionsByRoute(copy.deepcopy(self._run, memo), self._reduce_retracing)
 
     def __call__(self, route: Route, reads_states: bool, write_back: bool) -> TracedFunction:
         key = (route, reads_states, write_back)

@@ -28,7 +28,7 @@ def flat_cells(cell: Any) -> list:
     return [cell]
 
 
-def _variables_of(cell: Any) -> tuple[list, list]:
+def cell_variables(cell: Any) -> tuple[list, list]:
     """`(trainable, non-trainable)` weights of one cell, in the order its kind lists them."""
     if isinstance(cell, RNNCell) and cell.weights:
         return [v for v in cell.weights if v.trainable], [v for v in cell.weights if not v.trainable]
@@ -49,7 +49,7 @@ def cell_weights(rnn: RNN) -> tuple[list[tf.Variable], list[tf.Variable]]:
     """
     trainable, non_trainable = [], []
     for cell in flat_cells(rnn.cell):
-        cell_trainable, cell_non_trainable = _variables_of(cell)
+        cell_trainable, cell_non_trainable = cell_variables(cell)
         trainable += cell_trainable
         non_trainable += cell_non_trainable
     known = {id(v) for v in trainable + non_trainable}
