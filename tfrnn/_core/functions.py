@@ -38,9 +38,12 @@ class TracedFunction:
         def spec(tensors):
             return None if tensors is None else tuple((tuple(t.shape), t.dtype) for t in tensors)
 
+        if isinstance(inputs, tf.Tensor):
+            inputs_key = (tuple(inputs.shape), inputs.dtype)
+        else:  # nested inputs: the nest's structure is part of the signature
+            inputs_key = (repr(tf.nest.map_structure(lambda _: None, inputs)), spec(tf.nest.flatten(inputs)))
         key = (
-            tuple(inputs.shape),
-            inputs.dtype,
+            inputs_key,
             None if mask is None else tuple(mask.shape),
             spec(initial_state),
             spec(constants),

@@ -102,7 +102,7 @@ def _unknown_shape_gradient(plan: CallPlan) -> bool:
     """Whether a tape may differentiate a loop traced with an unknown batch or time axis."""
     if tf.executing_eagerly():
         return False  # eager shapes are known
-    if plan.batch is not None and plan.inputs.shape[1] is not None:
+    if plan.batch is not None and plan.timesteps is not None:
         return False
     try:
         from tensorflow.python.eager import record  # no public equivalent
@@ -115,9 +115,12 @@ def _unknown_shape_gradient(plan: CallPlan) -> bool:
 # -- the runners ------------------------------------------------------------------------------
 
 
-def _output_spec(adapter: Any, plan: CallPlan) -> tf.TensorSpec:
-    shape = tf.TensorShape([plan.inputs.shape[0]]).concatenate(adapter.output_shape)
-    return tf.TensorSpec(shape, plan.dtype)
+def _output_spec(adapter: Any, plan: CallPlan) -> Any:
+    """`[batch, *output_shape]` of one step (a nest of specs for nested outputs)."""
+    batch = tf.TensorShape([plan.batch])
+    return tf.nest.map_structure(
+        lambda shape: tf.TensorSpec(batch.concatenate(shape), plan.dtype), adapter.output_shape
+    )
 
 
 def _generic(adapter, options, plan, states, seed, **loop_options):
@@ -125,7 +128,7 @@ def _generic(adapter, options, plan, states, seed, **loop_options):
 
     Built-in cells project the inputs of all steps with one matmul before the loop.
     """
-    dropout = adapter.sequence_dropout(tf.shape(plan.inputs)[0], plan.training, seed)
+    dropout = adapter.sequence_dropout(plan.dynamic_batch(), plan.training, seed)
     if adapter.projects_inputs:
         sequence = adapter.project_inputs(plan.inputs, dropout)
 
@@ -166,7 +169,7 @@ def _run_unrolled(adapter, options, plan, states, seed):
 
 def _single_or_unrolled(options: LoopOptions, plan: CallPlan) -> bool:
     """A static time axis unrolls where asked, or for one step: no `WHILE` at all."""
-    timesteps = plan.inputs.shape[1]
+    timesteps = plan.timesteps
     return timesteps is not None and (options.unroll or timesteps == 1)
 
 
@@ -193,7 +196,7 @@ def _run_stream(adapter, options, plan, states, seed):
 
 
 def _run_fast(adapter, options, plan, states, seed):
-    dropout = adapter.sequence_dropout(tf.shape(plan.inputs)[0], plan.training, seed)
+    dropout = adapter.sequence_dropout(plan.dynamic_batch(), plan.training, seed)
     return fast_loop.run_fast_loop(
         adapter.fast_loop_spec(plan.training),
         adapter.cell.apply_input_dropout(plan.inputs, dropout),
