@@ -17,8 +17,9 @@ from tfrnn._core.paths import Route
 class TracedFunction:
     """One route's `tf.function`, called eagerly through a cache of concrete functions.
 
-    Eager calls go straight to a cached concrete function: `tf.function`'s argument matching
-    measured ~300 us per call here, more than a whole streaming step takes to run.
+    Eager calls go straight to a cached concrete function: `tf.function`'s own argument
+    matching costs more per call than a whole streaming step takes to run (figures in
+    docs/performance.md).
     """
 
     MAX_CACHED = 64

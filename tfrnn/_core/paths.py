@@ -123,6 +123,17 @@ def _output_spec(adapter: Any, plan: CallPlan) -> Any:
     )
 
 
+def _loop_arguments(adapter, options: LoopOptions, plan: CallPlan) -> dict:
+    """What both time loops take besides the step, the inputs and the states."""
+    return dict(
+        output_spec=_output_spec(adapter, plan),
+        mask=plan.mask,
+        go_backwards=options.go_backwards,
+        zero_output_for_mask=options.zero_output_for_mask,
+        return_sequences=options.return_sequences,
+    )
+
+
 def _generic(adapter, options, plan, states, seed, **loop_options):
     """The generic loop (`tfrnn.loop.rnn_loop`) over the cell's steps.
 
@@ -144,17 +155,7 @@ def _generic(adapter, options, plan, states, seed, **loop_options):
                 sequence_dropout=dropout,
             )  # fmt: skip
 
-    result = loop_lib.rnn_loop(
-        step,
-        sequence,
-        states,
-        output_spec=_output_spec(adapter, plan),
-        mask=plan.mask,
-        go_backwards=options.go_backwards,
-        zero_output_for_mask=options.zero_output_for_mask,
-        return_sequences=options.return_sequences,
-        **loop_options,
-    )
+    result = loop_lib.rnn_loop(step, sequence, states, **_loop_arguments(adapter, options, plan), **loop_options)
     output = result.outputs if options.return_sequences else result.last_output
     return output, result.final_states
 
@@ -201,11 +202,7 @@ def _run_fast(adapter, options, plan, states, seed):
         adapter.fast_loop_spec(plan.training),
         adapter.cell.apply_input_dropout(plan.inputs, dropout),
         states,
-        output_spec=_output_spec(adapter, plan),
-        mask=plan.mask,
-        go_backwards=options.go_backwards,
-        zero_output_for_mask=options.zero_output_for_mask,
-        return_sequences=options.return_sequences,
+        **_loop_arguments(adapter, options, plan),
     )
 
 
