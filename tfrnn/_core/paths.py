@@ -14,12 +14,15 @@
 | `RECOMPUTE`  | the generic `tf.while_loop` under a recompute gradient | XLA (the loop's TensorLists must not cross the |
 |              | (`_core.recompute`)                                    | XLA/TF boundary)                               |
 | `WHILE`      | the generic `tf.while_loop`, TensorFlow's own gradient | no XLA; or a training call traced with an      |
-|              |                                                        | unknown batch whose loop runs whole steps      |
+|              |                                                        | unknown batch (not on the fast loop)           |
 
-The last rule: TF 2.21's XLA cannot compile the gradient of a loop that runs a cell's whole
-step with a batch unknown while tracing (`fit` with a last partial batch): a
-`BroadcastGradientArgs` in the loop's gradient gets shapes XLA needs as constants. Built-in
-cells project their inputs before the loop and are not affected.
+The last rule: TF 2.21's XLA cannot compile the gradient of the generic loop with a batch
+unknown while tracing (`fit` with a last partial batch): for a cell's whole step a
+`BroadcastGradientArgs` in the loop's gradient gets shapes XLA needs as constants, and with
+the inputs projected before the loop (built-in cells off the fast loop: GRU with
+`reset_after=False`, recurrent dropout) the recompute gradient fails with "TensorList input
+for ZerosLike op is an uninitialized list". The fast loop has no TensorLists and is not
+affected.
 
 `choose` answers "which path runs this call" and nothing else does; `RUNNERS` maps each loop
 path to its function, which takes `(adapter, options, plan, states, seed)` and returns
@@ -94,7 +97,6 @@ def choose(
     unknown_batch_gradient = (
         plan.training
         and plan.batch is None
-        and not adapter.projects_inputs
         and not tf.executing_eagerly()
     )
     if jit_compile and not unknown_batch_gradient:
