@@ -129,7 +129,7 @@ def test_the_convert_tool_writes_a_checked_tflite_model(exported):
 def test_a_keras_model_file_exports_and_saved_model_cli_reads_it(tmp_path):
     tokens = tf_keras.Input((None,), dtype="int32")
     hidden = tf_keras.layers.Embedding(9, 3, mask_zero=True)(tokens)
-    model = tf_keras.Model(tokens, tfrnn.keras.LSTM(4, seed=3)(hidden))
+    model = tf_keras.Model(tokens, tfrnn.tf_keras.LSTM(4, seed=3)(hidden))
     model.save(tmp_path / "model.keras")
     process = run_tool("export_savedmodel", "--model", tmp_path / "model.keras", "--out", tmp_path / "export")
     assert process.returncode == 0, process.stderr
