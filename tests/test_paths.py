@@ -98,17 +98,21 @@ def test_a_substitute_that_takes_the_call_wins():
     assert _route("gru_reset_before", context).path is Path.RECOMPUTE  # FusedLSTM declines a GRU
 
 
-@pytest.mark.parametrize("kind", ["gru_reset_before", "recurrent_dropout", "stacked"])
-def test_a_training_gradient_traced_with_an_unknown_batch_runs_and_matches_eager(kind):
-    """`fit`'s last partial batch: the route `choose` picks must be one TF can differentiate."""
+@pytest.mark.parametrize(
+    "kind, training",
+    [("gru_reset_before", True), ("gru_reset_before", False), ("recurrent_dropout", False), ("stacked", True), ("stacked", False)],
+)
+def test_a_gradient_traced_with_an_unknown_batch_runs_and_matches_eager(kind, training):
+    """`fit`'s last partial batch: the route `choose` picks must be one TF can differentiate,
+    also for `training=False` (Keras 3 trains subclassed models with `training=None`)."""
     rnn = tfrnn.RNN(_cell(kind), return_sequences=True)
     inputs = tf.constant(random_array(3, 3, 4, 3))
     rnn(inputs)
 
     def gradients(x):
         with tf.GradientTape() as tape:
-            # Recurrent dropout at rate 0.5 draws masks per call: compare with it switched off.
-            outputs = rnn(x, training=kind != "recurrent_dropout")
+            # Recurrent dropout at rate 0.5 draws masks per call: compared switched off.
+            outputs = rnn(x, training=training)
             loss = tf.reduce_sum(outputs * outputs)
         return tape.gradient(loss, rnn.trainable_variables)
 

@@ -14,7 +14,8 @@
 | `RECOMPUTE`  | the generic `tf.while_loop` under a recompute gradient | XLA (the loop's TensorLists must not cross the |
 |              | (`_core.recompute`)                                    | XLA/TF boundary)                               |
 | `WHILE`      | the generic `tf.while_loop`, TensorFlow's own gradient | no XLA; or a training call traced with an      |
-|              |                                                        | unknown batch (not on the fast loop)           |
+|              |                                                        | unknown batch (not on the fast loop), or one   |
+|              |                                                        | a gradient tape records                        |
 
 The last rule: TF 2.21's XLA cannot compile the gradient of the generic loop with a batch
 unknown while tracing (`fit` with a last partial batch): for a cell's whole step a
@@ -95,13 +96,21 @@ def choose(
     if adapter.fast_loop_spec(plan.training) is not None:
         return Route(Path.FAST, jit_compile)
     unknown_batch_gradient = (
-        plan.training
+        (plan.training or _gradient_recorded())
         and plan.batch is None
         and not tf.executing_eagerly()
     )
     if jit_compile and not unknown_batch_gradient:
         return Route(Path.RECOMPUTE, True)
     return Route(Path.WHILE, False)
+
+
+def _gradient_recorded() -> bool:
+    """Whether a gradient tape may record this call (Keras 3 trains subclassed models with
+    `training=None` reaching their layers)."""
+    from tensorflow.python.eager import record  # no public equivalent
+
+    return bool(record.could_possibly_record())
 
 
 # -- the runners ------------------------------------------------------------------------------
