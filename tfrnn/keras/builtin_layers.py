@@ -73,7 +73,8 @@ class _BuiltinRNN(RNN):
     def get_config(self) -> dict:
         config = super().get_config()
         del config["cell"]
-        return {**config, **self._cell_config}
+        activity = keras.regularizers.serialize(self.activity_regularizer)
+        return {**config, **self._cell_config, "activity_regularizer": activity}
 
     @classmethod
     def from_config(cls, config: dict, custom_objects: Optional[dict] = None) -> RNN:

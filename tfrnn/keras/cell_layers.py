@@ -80,6 +80,16 @@ class CellWeights(keras.layers.Layer):
     def call(self, inputs, states, **kwargs):
         return self._wrapped(inputs, states, **kwargs)
 
+    def load_own_variables(self, store) -> None:
+        """Loads the cell's weights (`.keras`, `.weights.h5`) after checking them all.
+
+        Raises:
+          ValueError: for a count or shape that differs (nothing changes then).
+        """
+        values = [store[str(index)] for index in range(len(store.keys()))]
+        variables = self._trainable_variables + self._non_trainable_variables
+        keras_weights.assign_checked(variables, values, "saved weights", self.name)
+
     def adopt_variables(self) -> None:
         """Wraps the cell's variables as this layer's Keras variables (once, after building)."""
         if self.built:

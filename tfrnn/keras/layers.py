@@ -18,6 +18,7 @@ import tensorflow as tf
 from tfrnn._core.arguments import check_bool
 from tfrnn._keras_common import cell_config
 from tfrnn._keras_common import flavours
+from tfrnn._keras_common import weights as keras_weights
 from tfrnn.keras import cell_layers
 from tfrnn.keras import keras_internals
 from tfrnn.rnn import RNN as CoreRNN
@@ -173,6 +174,10 @@ class RNN(keras.layers.Layer):
         """The cell's weights in Keras 3's order (a stateful layer's states are not weights)."""
         states = {id(v) for v in self.state_weights.state_variables}
         return [w for w in super().weights if id(w) not in states]
+
+    def set_weights(self, weights) -> None:
+        """Assigns `weights` (NumPy arrays in the order of `get_weights()`); nothing changes on error."""
+        keras_weights.assign_checked(self.weights, list(weights), "weights", self.name)
 
     # -- building and calling ---------------------------------------------------------------
 
