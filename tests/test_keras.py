@@ -186,6 +186,14 @@ def test_outputs_and_gradients_match_keras_with_the_same_weights(case):
 
 # Every kind under Keras' default "auto" (no XLA on a machine without GPUs), and False and True
 # (what "auto" is on a GPU: Keras compiles the whole step, for tfrnn's fast-loop cells only).
+def test_activations_keras_3_defines_differently_follow_keras_3():
+    """`hard_sigmoid` is relu6(x + 3) / 6 in Keras 3 (tf-keras: clip(0.2 x + 0.5)); tfrnn's
+    namesakes here use Keras 3's."""
+    ours, theirs = twin_models("lstm", head=False, recurrent_activation="hard_sigmoid", activation="relu")
+    x = tf.constant(random_array(39, BATCH, TIME, FEATURES) * 3)
+    assert_close(ours(x), theirs(x), 1e-5, "hard_sigmoid")
+
+
 FIT = [
     {"kind": kind, "jit_compile": jit, "return_sequences": sequences}
     for kind, jit, sequences in (

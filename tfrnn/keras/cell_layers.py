@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
+from tfrnn._keras_common import flavours
 from tfrnn._keras_common import weights as keras_weights
 from tfrnn.keras import keras_internals
 from tfrnn.stacked_cells import StackedRNNCells
@@ -132,14 +133,17 @@ def split_cell(cell: Any) -> tuple[Any, keras.layers.Layer]:
         cell = list(cell.cells)
     if isinstance(cell, (list, tuple)):
         cells = list(cell)
-        return cells, keras.layers.StackedRNNCells([_holder(c) for c in cells])
+        holders = [_holder(c, f"cell[{i}]") for i, c in enumerate(cells)]
+        return cells, keras.layers.StackedRNNCells(holders)
     if isinstance(cell, StackedRNNCells):
         cells = keras_weights.flat_cells(cell)
-        return cell, keras.layers.StackedRNNCells([_holder(c) for c in cells])
-    return cell, _holder(cell)
+        holders = [_holder(c, f"cell.cells[{i}]") for i, c in enumerate(cells)]
+        return cell, keras.layers.StackedRNNCells(holders)
+    return cell, _holder(cell, "cell")
 
 
-def _holder(cell: Any) -> keras.layers.Layer:
+def _holder(cell: Any, argument: str) -> keras.layers.Layer:
+    flavours.check_cell(cell, argument, "keras")
     if isinstance(cell, (list, tuple, StackedRNNCells)):
         raise TypeError(
             f"stacked cells inside stacked cells are not supported by tfrnn.keras, got a "

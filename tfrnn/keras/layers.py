@@ -104,8 +104,6 @@ class RNN(keras.layers.Layer):
         super().__init__(**kwargs)
         if isinstance(cell, CellFactory):
             cell = cell(self.dtype_policy)
-        for index, item in enumerate(cell if isinstance(cell, (list, tuple)) else [cell]):
-            flavours.check_cell(item, "cell" if not isinstance(cell, (list, tuple)) else f"cell[{index}]", "keras")
         options = dict(
             return_sequences=return_sequences, return_state=return_state,
             go_backwards=go_backwards, stateful=stateful, unroll=unroll,
@@ -256,14 +254,15 @@ class RNN(keras.layers.Layer):
     def _placeholder_outputs(self, sequences: tf.Tensor) -> Any:
         """Zeros of the output shapes, for Keras tracing a model only for its shapes.
 
-        The core must not trace its loop there: the trace would read Keras' placeholder
-        values for variables that do not exist yet, and the core would keep it.
+        Keras builds a subclassed model by tracing it in a scratch graph: the core need not
+        trace (and keep) its loop there, and Keras 3 cells' variables may still be deferred.
         """
         batch = tf.shape(sequences)[:1]
         time = tf.shape(sequences)[1:2]
 
         def zeros(shape: tf.TensorShape, leading: list, static: list) -> tf.Tensor:
-            tensor = tf.zeros(tf.concat(leading + [tf.constant(shape.as_list(), tf.int32)], 0), self.compute_dtype)
+            dims = tf.concat(leading + [tf.constant(shape.as_list(), tf.int32)], 0)
+            tensor = tf.zeros(dims, self.compute_dtype)
             tensor.set_shape(static + shape.as_list())
             return tensor
 
