@@ -1,4 +1,4 @@
-"""tfrnn.keras against tf-keras twins holding the same weights: outputs, shapes, masks,
+"""tfrnn.tf_keras against tf-keras twins holding the same weights: outputs, shapes, masks,
 training, stateful batches, weights, serialization (also in a fresh process), bad input."""
 
 import json
@@ -19,16 +19,16 @@ from matrix import all_pairs, case_id
 
 BATCH, TIME, FEATURES, UNITS = 3, 5, 4, 6
 NAMESAKES = {
-    "simple": (tfrnn.keras.SimpleRNN, tf_keras.layers.SimpleRNN, {}),
-    "lstm": (tfrnn.keras.LSTM, tf_keras.layers.LSTM, {}),
-    "gru": (tfrnn.keras.GRU, tf_keras.layers.GRU, {}),
-    "gru_reset_before": (tfrnn.keras.GRU, tf_keras.layers.GRU, {"reset_after": False}),
+    "simple": (tfrnn.tf_keras.SimpleRNN, tf_keras.layers.SimpleRNN, {}),
+    "lstm": (tfrnn.tf_keras.LSTM, tf_keras.layers.LSTM, {}),
+    "gru": (tfrnn.tf_keras.GRU, tf_keras.layers.GRU, {}),
+    "gru_reset_before": (tfrnn.tf_keras.GRU, tf_keras.layers.GRU, {"reset_after": False}),
 }
 KINDS = tuple(NAMESAKES) + ("stacked", "minimal")
 
 
 def twin_layers(kind, **options):
-    """`(tfrnn.keras layer, tf-keras layer)` of `kind` with the same options (unbuilt).
+    """`(tfrnn.tf_keras layer, tf-keras layer)` of `kind` with the same options (unbuilt).
 
     `stacked` is an LSTM cell under a GRU cell in the generic `RNN`; `minimal` is the Keras
     docs' `MinimalRNNCell` in the generic `RNN`.
@@ -38,12 +38,12 @@ def twin_layers(kind, **options):
         return ours(UNITS, **extra, **options), theirs(UNITS, **extra, **options)
     if kind == "stacked":
         return (
-            tfrnn.keras.RNN([tfrnn.LSTMCell(UNITS), tfrnn.GRUCell(UNITS + 1)], **options),
+            tfrnn.tf_keras.RNN([tfrnn.LSTMCell(UNITS), tfrnn.GRUCell(UNITS + 1)], **options),
             tf_keras.layers.RNN(
                 [tf_keras.layers.LSTMCell(UNITS), tf_keras.layers.GRUCell(UNITS + 1)], **options
             ),
         )
-    return tfrnn.keras.RNN(MinimalRNNCell(UNITS), **options), tf_keras.layers.RNN(
+    return tfrnn.tf_keras.RNN(MinimalRNNCell(UNITS), **options), tf_keras.layers.RNN(
         MinimalRNNCell(UNITS), **options
     )
 
@@ -151,7 +151,7 @@ def test_keras_docs_example_builds_and_trains(stacked):
         y = rnn_class(cells)(x)
         return tf_keras.Model(x, tf_keras.layers.Dense(1)(y))
 
-    ours, theirs = model(tfrnn.keras.RNN), model(tf_keras.layers.RNN)
+    ours, theirs = model(tfrnn.tf_keras.RNN), model(tf_keras.layers.RNN)
     assert ours.output_shape == (None, 1)
     assert ours.count_params() == theirs.count_params()
     assert ours.layers[1].output_shape == (None, 64 if stacked else 32)
@@ -173,7 +173,7 @@ def test_keras_docs_example_builds_and_trains(stacked):
 
 def _masked_model(module):
     """Embedding(mask_zero) -> LSTM -> GRU -> SimpleRNN -> Dense, with regularizers and a
-    constraint (non_neg: active from the first step), from `module` (tf-keras or tfrnn.keras)."""
+    constraint (non_neg: active from the first step), from `module` (tf-keras or tfrnn.tf_keras)."""
     x = tf_keras.Input((None,), dtype="int32")
     h = tf_keras.layers.Embedding(10, 4, mask_zero=True)(x)
     h = module.LSTM(5, return_sequences=True, kernel_regularizer="l2", recurrent_constraint="non_neg")(h)
@@ -209,7 +209,7 @@ def test_fit_matches_tf_keras(trained_tf_keras_reference):
     """Same initial weights, data and order: same outputs, regularization losses, per-epoch
     losses (1e-4 relative) and trained weights (compile(jit_compile=True): the stateful fit)."""
     ref = trained_tf_keras_reference
-    model = _masked_model(tfrnn.keras)
+    model = _masked_model(tfrnn.tf_keras)
     model.set_weights(ref["initial"])
     assert_close(model.predict_on_batch(ref["ids"]), ref["outputs"], 1e-5, "outputs")
     assert len(model.losses) == 3
@@ -223,7 +223,7 @@ def test_fit_matches_tf_keras(trained_tf_keras_reference):
 def test_padded_batch_equals_unpadded_sequences_one_by_one(trained_tf_keras_reference):
     """Embedding(mask_zero=True): the mask reaches the first RNN and, propagated by it, the
     next ones; a right-padded batch gives what each unpadded sequence gives alone."""
-    model = _masked_model(tfrnn.keras)
+    model = _masked_model(tfrnn.tf_keras)
     model.set_weights(trained_tf_keras_reference["initial"])
     ids, lengths = _padded_ids(7, 4, TIME)
     batch = model(ids).numpy()
@@ -256,7 +256,7 @@ def _stateful_model(module, stateful, batch_size=None):
 
 
 def test_stateful_predictions_on_chunks_equal_the_whole_sequence():
-    stateful = _stateful_model(tfrnn.keras, True, STATEFUL_BATCH)
+    stateful = _stateful_model(tfrnn.tf_keras, True, STATEFUL_BATCH)
     layer = stateful.layers[1]
     stateless = _stateful_model(tf_keras.layers, False)
     stateless.set_weights(stateful.get_weights())
@@ -287,7 +287,7 @@ def test_stateful_predictions_on_chunks_equal_the_whole_sequence():
 def test_stateful_fit_on_consecutive_chunks_matches_tf_keras():
     """fit(shuffle=False) over consecutive chunks of B streams, against tf-keras' stateful
     twin; then the trained stateful model predicts the whole streams chunk by chunk."""
-    ours = _stateful_model(tfrnn.keras, True, STATEFUL_BATCH)
+    ours = _stateful_model(tfrnn.tf_keras, True, STATEFUL_BATCH)
     theirs = _stateful_model(tf_keras.layers, True, STATEFUL_BATCH)
     ours.set_weights(theirs.get_weights())
     streams = random_array(13, STATEFUL_BATCH, 6, FEATURES)
@@ -314,7 +314,7 @@ def test_stateful_fit_on_consecutive_chunks_matches_tf_keras():
 
 
 def test_states_are_non_trainable_variables_outside_the_weight_list():
-    model = _stateful_model(tfrnn.keras, True, STATEFUL_BATCH)
+    model = _stateful_model(tfrnn.tf_keras, True, STATEFUL_BATCH)
     layer = model.layers[1]
     assert [v.shape.as_list() for v in layer.states] == [[STATEFUL_BATCH, UNITS]] * 2
     assert all(not v.trainable for v in layer.states)
@@ -360,7 +360,7 @@ def test_keras3_cells_train_inside_a_tf_keras_model():
 
     cells = [Keras3Cell(4), Keras3Cell(3)]
     x = tf_keras.Input((None, FEATURES))
-    model = tf_keras.Model(x, tfrnn.keras.RNN(cells, return_sequences=True)(x))
+    model = tf_keras.Model(x, tfrnn.tf_keras.RNN(cells, return_sequences=True)(x))
     inputs = random_array(15, BATCH, TIME, FEATURES)
     expected = keras.layers.RNN(cells, return_sequences=True)(inputs)  # same cell objects
     assert_close(model(inputs), np.asarray(expected), 1e-5, "outputs")
@@ -386,7 +386,7 @@ BIDIRECTIONAL_MATRIX = all_pairs(
 
 @pytest.mark.parametrize("case", BIDIRECTIONAL_MATRIX, ids=case_id)
 def test_bidirectional_matches_tf_keras(case):
-    """Bidirectional around tfrnn.keras.LSTM in a functional model with symbolic initial
+    """Bidirectional around tfrnn.tf_keras.LSTM in a functional model with symbolic initial
     states, against the same model around tf_keras.layers.LSTM."""
 
     def model(lstm_class, **options):
@@ -402,7 +402,7 @@ def test_bidirectional_matches_tf_keras(case):
         y = tf_keras.layers.Bidirectional(layer, merge_mode=case["merge_mode"])(masked, **kwargs)
         return tf_keras.Model(inputs, y)
 
-    ours = model(tfrnn.keras.LSTM, jit_compile=case["jit_compile"])
+    ours = model(tfrnn.tf_keras.LSTM, jit_compile=case["jit_compile"])
     theirs = model(tf_keras.layers.LSTM)
     ours.set_weights(theirs.get_weights())
     sequence = random_array(17, BATCH, TIME, FEATURES)
@@ -428,7 +428,7 @@ def test_symbolic_initial_state_and_constants_reach_a_keras_cell():
 
     cell = ConstantCell(UNITS)  # one cell (one set of weights) in both models
     x, h, scale = (tf_keras.Input(shape) for shape in ((None, FEATURES), (UNITS,), (UNITS,)))
-    ours = tf_keras.Model([x, h, scale], tfrnn.keras.RNN(cell)(x, initial_state=h, constants=scale))
+    ours = tf_keras.Model([x, h, scale], tfrnn.tf_keras.RNN(cell)(x, initial_state=h, constants=scale))
     theirs = tf_keras.Model([x, h, scale], tf_keras.layers.RNN(cell)(x, initial_state=h, constants=scale))
     data = [random_array(19, BATCH, TIME, FEATURES), random_array(20, BATCH, UNITS),
             random_array(21, BATCH, UNITS)]
@@ -487,9 +487,9 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     generic RNN and a stateful GRU (whose states are saved too) reproduce outputs exactly."""
     x = tf_keras.Input((None,), dtype="int32", batch_size=2)
     h = tf_keras.layers.Embedding(10, 4, mask_zero=True)(x)
-    h = tf_keras.layers.Bidirectional(tfrnn.keras.LSTM(3, return_sequences=True, kernel_regularizer="l2"))(h)
-    h = tfrnn.keras.RNN([tfrnn.SimpleRNNCell(4), tfrnn.GRUCell(3)], return_sequences=True)(h)
-    h = tfrnn.keras.GRU(5, stateful=True, reset_after=False)(h)
+    h = tf_keras.layers.Bidirectional(tfrnn.tf_keras.LSTM(3, return_sequences=True, kernel_regularizer="l2"))(h)
+    h = tfrnn.tf_keras.RNN([tfrnn.SimpleRNNCell(4), tfrnn.GRUCell(3)], return_sequences=True)(h)
+    h = tfrnn.tf_keras.GRU(5, stateful=True, reset_after=False)(h)
     model = tf_keras.Model(x, tf_keras.layers.Dense(2)(h))
     first, _ = _padded_ids(22, 2, TIME)
     next_chunk, _ = _padded_ids(24, 2, TIME)
@@ -519,7 +519,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
 
 @pytest.fixture(scope="module")
 def built_lstm():
-    layer = tfrnn.keras.LSTM(UNITS, name="lstm_bad_input")
+    layer = tfrnn.tf_keras.LSTM(UNITS, name="lstm_bad_input")
     layer(np.zeros([BATCH, TIME, FEATURES], np.float32))
     return layer
 
@@ -580,11 +580,11 @@ def test_bad_calls_are_named(built_lstm, call, error, message):
 def test_stateful_layer_needs_a_fixed_batch_size():
     with pytest.raises(ValueError, match=r"lstm_unbatched is stateful, so it needs a fixed batch "
                                          r"size, got input_shape \(None, None, 4\) .* batch_size="):
-        tfrnn.keras.LSTM(UNITS, stateful=True, name="lstm_unbatched")(tf_keras.Input((None, FEATURES)))
+        tfrnn.tf_keras.LSTM(UNITS, stateful=True, name="lstm_unbatched")(tf_keras.Input((None, FEATURES)))
 
 
 def test_stateful_layer_rejects_other_batch_sizes_and_bad_states():
-    layer = tfrnn.keras.GRU(UNITS, stateful=True)
+    layer = tfrnn.tf_keras.GRU(UNITS, stateful=True)
     layer(np.ones([2, TIME, FEATURES], np.float32))
     before = [v.numpy() for v in layer.states]
     with pytest.raises(ValueError, match="holds states for batch size 2, got inputs with batch size 3"):
@@ -597,13 +597,13 @@ def test_stateful_layer_rejects_other_batch_sizes_and_bad_states():
 @pytest.mark.parametrize(
     "make, error, message",
     [
-        (lambda: tfrnn.keras.LSTM(UNITS, time_major="yes"), TypeError, "time_major must be a bool, got str"),
-        (lambda: tfrnn.keras.GRU(UNITS, return_sequences=1), TypeError, "return_sequences must be a bool, got int"),
-        (lambda: tfrnn.keras.LSTM(UNITS, implementation=3), ValueError, "implementation must be 1 or 2, got 3"),
-        (lambda: tfrnn.keras.SimpleRNN(0), ValueError, "units must be a positive int, got 0"),
-        (lambda: tfrnn.keras.LSTM(UNITS, dropout=1.5), ValueError, r"dropout must be in \[0, 1\), got 1.5"),
-        (lambda: tfrnn.keras.RNN(object()), TypeError, "cell must have a call"),
-        (lambda: tfrnn.keras.RNN.from_config({"cell": {"module": "tfrnn", "class_name": "Nope", "config": {}}}),
+        (lambda: tfrnn.tf_keras.LSTM(UNITS, time_major="yes"), TypeError, "time_major must be a bool, got str"),
+        (lambda: tfrnn.tf_keras.GRU(UNITS, return_sequences=1), TypeError, "return_sequences must be a bool, got int"),
+        (lambda: tfrnn.tf_keras.LSTM(UNITS, implementation=3), ValueError, "implementation must be 1 or 2, got 3"),
+        (lambda: tfrnn.tf_keras.SimpleRNN(0), ValueError, "units must be a positive int, got 0"),
+        (lambda: tfrnn.tf_keras.LSTM(UNITS, dropout=1.5), ValueError, r"dropout must be in \[0, 1\), got 1.5"),
+        (lambda: tfrnn.tf_keras.RNN(object()), TypeError, "cell must have a call"),
+        (lambda: tfrnn.tf_keras.RNN.from_config({"cell": {"module": "tfrnn", "class_name": "Nope", "config": {}}}),
          ValueError, "cell config names an unknown tfrnn cell 'Nope'"),
     ],
     ids=["time-major", "flag", "implementation", "units", "dropout", "cell", "config-cell"],
@@ -621,4 +621,4 @@ def test_cells_without_a_config_cannot_be_serialized():
             return states[0], states
 
     with pytest.raises(NotImplementedError, match="cell PlainCell cannot be serialized: it has no get_config"):
-        tfrnn.keras.RNN(PlainCell()).get_config()
+        tfrnn.tf_keras.RNN(PlainCell()).get_config()

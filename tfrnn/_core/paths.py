@@ -19,8 +19,10 @@
 The last rule: TF 2.21's XLA cannot compile the gradient of the generic while loop when the
 batch or the number of timesteps is unknown while tracing (`fit` with a last partial batch, a
 `tf.function` with `input_signature=[tf.TensorSpec([None, None, F])]`): the gradients of the
-loop's per-step reads need the shapes as compile-time constants. Such a call runs without XLA
-when a `GradientTape` records while it is traced (inside the function or around its call);
+loop's per-step reads need the shapes as compile-time constants (and with the inputs projected
+before the loop, the recompute gradient fails with "TensorList input for ZerosLike op is an
+uninitialized list"). Such a call runs without XLA when it is a training call or a
+`GradientTape` records while it is traced (inside the function or around its call);
 inference keeps XLA. The fast loop writes its own backward pass and is not affected.
 
 `choose` answers "which path runs this call" and nothing else does; `RUNNERS` maps each loop
@@ -104,12 +106,15 @@ def _unknown_shape_gradient(plan: CallPlan) -> bool:
         return False  # eager shapes are known
     if plan.batch is not None and plan.timesteps is not None:
         return False
+    if plan.training:
+        return True  # Keras' fit; and a gradient may follow a training call
     try:
         from tensorflow.python.eager import record  # no public equivalent
     except ImportError:  # pragma: no cover - a TensorFlow without it: training as the sign
-        return plan.training
-    # True while a GradientTape records, also when it is outside the function being traced.
-    return record.could_possibly_record()
+        return False
+    # True while a GradientTape records, also when it is outside the function being traced
+    # (Keras 3 trains subclassed models with `training=None` reaching their layers).
+    return bool(record.could_possibly_record())
 
 
 # -- the runners ------------------------------------------------------------------------------

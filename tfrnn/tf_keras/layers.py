@@ -22,8 +22,8 @@ from typing import Any, Optional, Sequence
 import tensorflow as tf
 import tf_keras
 
-from tfrnn._core import activations as tfrnn_activations
-from tfrnn._core import initializers as tfrnn_initializers
+from tfrnn._keras_common import cell_config
+from tfrnn._keras_common import flavours
 from tfrnn._keras_common import weights as keras_weights
 from tfrnn.cell import RNNCell
 from tfrnn._core import trace_context
@@ -32,105 +32,15 @@ from tfrnn.gru_cell import GRUCell
 from tfrnn.lstm_cell import LSTMCell
 from tfrnn.rnn import RNN as CoreRNN
 from tfrnn.simple_rnn_cell import SimpleRNNCell
-from tfrnn.stacked_cells import StackedRNNCells
 
 __all__ = ["RNN", "SimpleRNN", "LSTM", "GRU"]
 
 _register = tf_keras.saving.register_keras_serializable(package="tfrnn")
-_BUILTIN_CELLS = {cls.__name__: cls for cls in (SimpleRNNCell, LSTMCell, GRUCell)}
-_CELL_NAMES = {SimpleRNNCell: "simple_rnn_cell", LSTMCell: "lstm_cell", GRUCell: "gru_cell"}
 # What a namesake passes to its layer rather than to its cell.
 _LAYER_ARGUMENTS = (
     "return_sequences", "return_state", "go_backwards", "stateful", "unroll", "time_major",
     "activity_regularizer",
 )  # fmt: skip
-
-
-# -- serialization of cells and of their Keras-object arguments ------------------------------
-
-
-def _serialize_value(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return tf_keras.saving.serialize_keras_object(value)
-
-
-def _deserialize_value(value: Any, custom_objects: Optional[dict]) -> Any:
-    if isinstance(value, dict) and "class_name" in value:
-        return tf_keras.saving.deserialize_keras_object(value, custom_objects=custom_objects)
-    return value
-
-
-def serialize_cell(cell: Any) -> dict:
-    """A JSON-able config of `cell`: tfrnn cells by name, other cells as Keras objects."""
-    if isinstance(cell, StackedRNNCells):
-        cells = [serialize_cell(c) for c in cell.cells]
-        return {"module": "tfrnn", "class_name": "StackedRNNCells", "config": {"cells": cells}}
-    if type(cell) in _BUILTIN_CELLS.values():
-        config = {k: _serialize_value(v) for k, v in cell.get_config().items()}
-        return {"module": "tfrnn", "class_name": type(cell).__name__, "config": config}
-    if not callable(getattr(cell, "get_config", None)):
-        # NotImplementedError is Keras' signal for "no config" (SavedModel saves without one).
-        raise NotImplementedError(
-            f"cell {type(cell).__name__} cannot be serialized: it has no get_config(); give it "
-            "get_config()/from_config() and register it with "
-            "tf_keras.saving.register_keras_serializable"
-        )
-    return tf_keras.saving.serialize_keras_object(cell)
-
-
-def deserialize_cell(config: Any, custom_objects: Optional[dict] = None) -> Any:
-    """The cell `serialize_cell` (or tf-keras) described."""
-    if isinstance(config, (list, tuple)):
-        return [deserialize_cell(c, custom_objects) for c in config]
-    if isinstance(config, dict) and config.get("module") == "tfrnn":
-        name, inner = config.get("class_name"), config.get("config", {})
-        if name == "StackedRNNCells":
-            return StackedRNNCells([deserialize_cell(c, custom_objects) for c in inner["cells"]])
-        if name in _BUILTIN_CELLS:
-            values = {k: _deserialize_value(v, custom_objects) for k, v in inner.items()}
-            return _BUILTIN_CELLS[name].from_config(values)
-        raise ValueError(
-            f"cell config names an unknown tfrnn cell {name!r}; expected one of "
-            f"{sorted(_BUILTIN_CELLS) + ['StackedRNNCells']}"
-        )
-    return tf_keras.layers.deserialize(config, custom_objects=custom_objects)
-
-
-def _cell_argument(key: str, value: Any) -> tuple[Any, Any]:
-    """`(what the tfrnn cell receives, the config entry)` for one Keras cell argument.
-
-    Names tfrnn knows stay names (so the cell's seeded initializers apply); anything else
-    (a Keras name, object, config dict or a function) goes through tf-keras' getters.
-    """
-    if key.endswith("activation"):
-        if value is None or isinstance(value, str) and _known(tfrnn_activations.get, value):
-            return value, value
-        fn = tf_keras.activations.get(value)
-        return fn, tf_keras.activations.serialize(fn)
-    if key.endswith("_initializer"):
-        if isinstance(value, str) and _known(tfrnn_initializers.check, value, key):
-            return value, value
-        initializer = tf_keras.initializers.get(value)
-        return initializer, tf_keras.initializers.serialize(initializer)
-    for suffix, module in (("_regularizer", tf_keras.regularizers), ("_constraint", tf_keras.constraints)):
-        if key.endswith(suffix):
-            obj = module.get(value)
-            return obj, module.serialize(obj)
-    return value, value
-
-
-def _known(getter, *args) -> bool:
-    try:
-        getter(*args)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _set_untracked(layer: Any, name: str, value: dict) -> None:
-    # Keras would wrap a dict attribute for tracking; configs must stay plain dicts.
-    object.__setattr__(layer, name, value)
 
 
 class _CellFactory:
@@ -144,7 +54,7 @@ class _CellFactory:
         # Built inside the layer's name scope, the cell names its weights
         # `<layer>/lstm_cell/kernel:0` as tf-keras does: distinct for every layer (Bidirectional's
         # two), which HDF5 weight files need.
-        return self.cell_class(**self.arguments, dtype=dtype, name=_CELL_NAMES[self.cell_class])
+        return self.cell_class(**self.arguments, dtype=dtype, name=cell_config.CELL_NAMES[self.cell_class])
 
 
 # -- the layers --------------------------------------------------------------------------------
@@ -173,7 +83,7 @@ class RNN(tf_keras.layers.Layer):
     tf-keras traces models under a strategy with a batch that may be per replica.
 
     >>> x = tf_keras.Input((None, 5))
-    >>> y = tfrnn.keras.RNN([tfrnn.LSTMCell(8), tfrnn.GRUCell(4)])(x)
+    >>> y = tfrnn.tf_keras.RNN([tfrnn.LSTMCell(8), tfrnn.GRUCell(4)])(x)
     >>> tf_keras.Model(x, y).output_shape
     (None, 4)
 
@@ -220,7 +130,7 @@ class RNN(tf_keras.layers.Layer):
             zero_output_for_mask=zero_output_for_mask,
             jit_compile=jit_compile,
         )
-        _set_untracked(self, "_options", options)
+        cell_config.set_untracked(self, "_options", options)
         self._rnn = CoreRNN(cell, **self._options)
         self._time_major = check_bool(time_major, "time_major")
         self.stateful = self._rnn.stateful
@@ -356,6 +266,12 @@ class RNN(tf_keras.layers.Layer):
             inputs = inputs[0]
         return inputs, initial_state, constants
 
+    def __call__(self, *args, **kwargs):
+        # A Keras 3 tensor would fail deep inside tf-keras; say which adapter to use instead.
+        for argument, value in [*zip(("inputs",), args), *kwargs.items()]:
+            flavours.check_tensors(tf.nest.flatten(value), argument, type(self).__name__, "tf_keras")
+        return super().__call__(*args, **kwargs)
+
     def call(self, inputs, mask=None, training=None, initial_state=None, constants=None):
         return self._call(inputs, mask, training, initial_state, constants)
 
@@ -448,7 +364,7 @@ class RNN(tf_keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = {
-            "cell": serialize_cell(self._rnn.cell),
+            "cell": cell_config.serialize_cell(self._rnn.cell, tf_keras),
             **self._options,
             "time_major": self._time_major,
         }
@@ -463,7 +379,7 @@ class RNN(tf_keras.layers.Layer):
     @classmethod
     def from_config(cls, config: dict, custom_objects: Optional[dict] = None) -> "RNN":
         config = dict(config)
-        cell = deserialize_cell(config.pop("cell"), custom_objects)
+        cell = cell_config.deserialize_cell(config.pop("cell"), tf_keras, custom_objects)
         num_constants = config.pop("num_constants", 0)
         layer = cls(cell, **config)
         layer._num_constants = num_constants
@@ -502,7 +418,7 @@ class _BuiltinRNN(RNN):
     (and `recurrent_activation`), `use_bias`, the `*_initializer`, `*_regularizer` and
     `*_constraint` arguments (names, Keras objects, config dicts or callables), `dropout`,
     `recurrent_dropout`, `unit_forget_bias` (LSTM), `reset_after` (GRU); the layer options of
-    `tfrnn.keras.RNN`; `implementation` (kept in the config; tfrnn has one implementation);
+    `tfrnn.tf_keras.RNN`; `implementation` (kept in the config; tfrnn has one implementation);
     and `seed`, the seed of the initial weights and dropout masks (`None`: random).
     """
 
@@ -519,10 +435,10 @@ class _BuiltinRNN(RNN):
             raise ValueError(f"implementation must be 1 or 2, got {implementation!r}")
         cell_kwargs, config = {"seed": seed}, {}
         for key, value in arguments.items():
-            cell_kwargs[key], config[key] = _cell_argument(key, value)
+            cell_kwargs[key], config[key] = cell_config.cell_argument(key, value, tf_keras)
         super().__init__(_CellFactory(self._cell_class, cell_kwargs), **kwargs)
         config.update(seed=seed, implementation=max(implementation, 1))
-        _set_untracked(self, "_cell_config", config)
+        cell_config.set_untracked(self, "_cell_config", config)
 
     implementation = property(lambda self: self._cell_config["implementation"])
 
@@ -556,7 +472,7 @@ class SimpleRNN(_BuiltinRNN):
     bias [units]]`, so `layer.set_weights(keras_layer.get_weights())` copies a tf-keras
     SimpleRNN. Arguments: see `_BuiltinRNN` and `RNN`.
 
-    >>> tfrnn.keras.SimpleRNN(8, return_sequences=True)(tf.ones([2, 5, 3])).shape
+    >>> tfrnn.tf_keras.SimpleRNN(8, return_sequences=True)(tf.ones([2, 5, 3])).shape
     TensorShape([2, 5, 8])
     """
 
@@ -584,7 +500,7 @@ class LSTM(_BuiltinRNN):
     bias [4 * units]]` (gates i, f, c, o), so `layer.set_weights(keras_lstm.get_weights())`
     copies a tf-keras LSTM. The states are `[h, c]`. Arguments: see `_BuiltinRNN` and `RNN`.
 
-    >>> outputs, h, c = tfrnn.keras.LSTM(8, return_sequences=True, return_state=True)(
+    >>> outputs, h, c = tfrnn.tf_keras.LSTM(8, return_sequences=True, return_state=True)(
     ...     tf.ones([2, 5, 3]))
     >>> outputs.shape, c.shape
     (TensorShape([2, 5, 8]), TensorShape([2, 8]))
@@ -617,7 +533,7 @@ class GRU(_BuiltinRNN):
     `[3 * units]`), so `layer.set_weights(keras_gru.get_weights())` copies a tf-keras GRU.
     Arguments: see `_BuiltinRNN` and `RNN`.
 
-    >>> tfrnn.keras.GRU(8, reset_after=False)(tf.ones([2, 5, 3])).shape
+    >>> tfrnn.tf_keras.GRU(8, reset_after=False)(tf.ones([2, 5, 3])).shape
     TensorShape([2, 8])
     """
 
