@@ -164,10 +164,10 @@ def custom_loop(strategy, stateful: bool, jit_replica: bool, steps: int = STEPS)
 
 
 def keras_model(stateful: bool) -> tf_keras.Model:
-    """A tfrnn.keras LSTM (stateful or not) under a GRU and a Dense, with fixed weights."""
+    """A tfrnn.tf_keras LSTM (stateful or not) under a GRU and a Dense, with fixed weights."""
     inputs = tf_keras.Input((TIME, FEATURES), batch_size=GLOBAL_BATCH)
-    hidden = tfrnn.keras.LSTM(UNITS, return_sequences=True, stateful=stateful)(inputs)
-    hidden = tfrnn.keras.GRU(UNITS)(hidden)
+    hidden = tfrnn.tf_keras.LSTM(UNITS, return_sequences=True, stateful=stateful)(inputs)
+    hidden = tfrnn.tf_keras.GRU(UNITS)(hidden)
     model = tf_keras.Model(inputs, tf_keras.layers.Dense(1)(hidden))
     model.set_weights([random_array(200 + i, *w.shape) * 0.5 for i, w in enumerate(model.weights)])
     model.compile(adam(), loss="mse")

@@ -49,6 +49,7 @@ def test_the_cell_holds_the_layers_weights_under_tf_keras_names(name):
 
 
 def test_a_stacks_cell_has_tf_keras_sizes_and_its_cells_layers():
+    tf_keras.backend.clear_session()  # tf-keras' cell names without this process' counters
     cells = dict(ours=[tfrnn.LSTMCell(8), tfrnn.GRUCell(16)], theirs=[tf_keras.layers.LSTMCell(8), tf_keras.layers.GRUCell(16)])
     ours, theirs = tfrnn.tf_keras.RNN(cells["ours"], name="stack"), tf_keras.layers.RNN(cells["theirs"], name="stack")
     assert ours.cell.state_size == theirs.cell.state_size == ([8, 8], 16)

@@ -23,13 +23,13 @@ import tf_keras
 
 from tfrnn._core.cell_adapter import CellAdapter
 from tfrnn._core.variables import unwrap
+from tfrnn._keras_common import cell_config
 from tfrnn._keras_common import state_structure
 from tfrnn._keras_common import weights as keras_weights
 from tfrnn.gru_cell import GRUCell as CoreGRUCell
 from tfrnn.lstm_cell import LSTMCell as CoreLSTMCell
 from tfrnn.simple_rnn_cell import SimpleRNNCell as CoreSimpleRNNCell
 from tfrnn.stacked_cells import StackedRNNCells as CoreStackedRNNCells
-from tfrnn.tf_keras import serialization
 
 _register = tf_keras.saving.register_keras_serializable(package="tfrnn")
 
@@ -82,7 +82,7 @@ class CellLayer(tf_keras.layers.Layer):
 
     def track_weights(self) -> None:
         """Takes the cell's variables (once the core has built it) as this layer's weights."""
-        trainable, non_trainable = keras_weights.cell_variables(self._wrapped)
+        trainable, non_trainable = keras_weights.variables_of(self._wrapped)
         names = _attribute_names(self._wrapped)
         known = {id(v) for v in self._trainable_weights + self._non_trainable_weights}
         with self._naming_variables():
@@ -157,12 +157,12 @@ class CellLayer(tf_keras.layers.Layer):
     # -- serialization ---------------------------------------------------------------------------
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "cell": serialization.serialize_cell(self._wrapped)}
+        return {**super().get_config(), "cell": cell_config.serialize_cell(self._wrapped, tf_keras)}
 
     @classmethod
     def from_config(cls, config: dict, custom_objects: Optional[dict] = None) -> "CellLayer":
         config = dict(config)
-        cell = serialization.deserialize_cell(config.pop("cell"), custom_objects)
+        cell = cell_config.deserialize_cell(config.pop("cell"), tf_keras, custom_objects)
         return view_of(cell, **config)
 
 

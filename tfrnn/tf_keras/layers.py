@@ -22,10 +22,10 @@ from typing import Any, Optional, Sequence
 import tensorflow as tf
 import tf_keras
 
-from tfrnn._core import activations as tfrnn_activations
-from tfrnn._core import initializers as tfrnn_initializers
 from tfrnn._core import trace_context
 from tfrnn._core.arguments import check_bool
+from tfrnn._keras_common import cell_config
+from tfrnn._keras_common import flavours
 from tfrnn._keras_common import state_structure
 from tfrnn._keras_common import weights as keras_weights
 from tfrnn.cell import RNNCell
@@ -35,53 +35,15 @@ from tfrnn.rnn import RNN as CoreRNN
 from tfrnn.simple_rnn_cell import SimpleRNNCell
 from tfrnn.stacked_cells import StackedRNNCells
 from tfrnn.tf_keras import cell_layer, saving
-from tfrnn.tf_keras.serialization import deserialize_cell, serialize_cell
 
 __all__ = ["RNN", "SimpleRNN", "LSTM", "GRU"]
 
 _register = tf_keras.saving.register_keras_serializable(package="tfrnn")
-_CELL_NAMES = {SimpleRNNCell: "simple_rnn_cell", LSTMCell: "lstm_cell", GRUCell: "gru_cell"}
 # What a namesake passes to its layer rather than to its cell.
 _LAYER_ARGUMENTS = (
     "return_sequences", "return_state", "go_backwards", "stateful", "unroll", "time_major",
     "activity_regularizer",
 )  # fmt: skip
-
-
-def _cell_argument(key: str, value: Any) -> tuple[Any, Any]:
-    """`(what the tfrnn cell receives, the config entry)` for one Keras cell argument.
-
-    Names tfrnn knows stay names (so the cell's seeded initializers apply); anything else
-    (a Keras name, object, config dict or a function) goes through tf-keras' getters.
-    """
-    if key.endswith("activation"):
-        if value is None or isinstance(value, str) and _known(tfrnn_activations.get, value):
-            return value, value
-        fn = tf_keras.activations.get(value)
-        return fn, tf_keras.activations.serialize(fn)
-    if key.endswith("_initializer"):
-        if isinstance(value, str) and _known(tfrnn_initializers.check, value, key):
-            return value, value
-        initializer = tf_keras.initializers.get(value)
-        return initializer, tf_keras.initializers.serialize(initializer)
-    for suffix, module in (("_regularizer", tf_keras.regularizers), ("_constraint", tf_keras.constraints)):
-        if key.endswith(suffix):
-            obj = module.get(value)
-            return obj, module.serialize(obj)
-    return value, value
-
-
-def _known(getter, *args) -> bool:
-    try:
-        getter(*args)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _set_untracked(layer: Any, name: str, value: dict) -> None:
-    # Keras would wrap a dict attribute for tracking; configs must stay plain dicts.
-    object.__setattr__(layer, name, value)
 
 
 class _CellFactory:
@@ -95,7 +57,7 @@ class _CellFactory:
         # Built inside the layer's name scope, the cell names its weights
         # `<layer>/lstm_cell/kernel:0` as tf-keras does: distinct for every layer (Bidirectional's
         # two), which HDF5 weight files need.
-        return self.cell_class(**self.arguments, dtype=dtype, name=_CELL_NAMES[self.cell_class])
+        return self.cell_class(**self.arguments, dtype=dtype, name=cell_config.CELL_NAMES[self.cell_class])
 
 
 # -- the layers --------------------------------------------------------------------------------
@@ -177,18 +139,18 @@ class RNN(tf_keras.layers.Layer):
             zero_output_for_mask=zero_output_for_mask,
             jit_compile=jit_compile,
         )
-        _set_untracked(self, "_options", options)
+        cell_config.set_untracked(self, "_options", options)
         # Untracked: checkpoints see the cell as tf-keras' namesake has it (see saving).
-        _set_untracked(self, "_rnn", CoreRNN(cell, **self._options))
+        cell_config.set_untracked(self, "_rnn", CoreRNN(cell, **self._options))
         self._time_major = check_bool(time_major, "time_major")
         self.stateful = self._rnn.stateful
         self.supports_masking = True
         self.cell = cell_layer.view_of(self._rnn.cell)
         self._num_constants = 0
         self._states_deferred = False
-        _set_untracked(self, "_assigned_states", None)
+        cell_config.set_untracked(self, "_assigned_states", None)
         if self.stateful:
-            _set_untracked(self, "state_store", saving.StateStore(self, name=f"{self.name}_states"))
+            cell_config.set_untracked(self, "state_store", saving.StateStore(self, name=f"{self.name}_states"))
 
     # -- options (read-only, except what tf_keras.layers.Bidirectional sets) ---------------------
 
@@ -210,7 +172,7 @@ class RNN(tf_keras.layers.Layer):
         value = check_bool(value, "zero_output_for_mask")
         if value != self._rnn.zero_output_for_mask:
             self._options["zero_output_for_mask"] = value
-            _set_untracked(self, "_rnn", CoreRNN(self._rnn.cell, **self._options))
+            cell_config.set_untracked(self, "_rnn", CoreRNN(self._rnn.cell, **self._options))
 
     # -- states ----------------------------------------------------------------------------------
 
@@ -233,7 +195,7 @@ class RNN(tf_keras.layers.Layer):
         if self.stateful:
             self.reset_states(states)
         else:
-            _set_untracked(self, "_assigned_states", states)
+            cell_config.set_untracked(self, "_assigned_states", states)
 
     def _state_count(self) -> int:
         return len(self._rnn.state_shapes)
@@ -353,13 +315,16 @@ class RNN(tf_keras.layers.Layer):
         if extra and isinstance(self.cell, cell_layer.CellLayer):
             self.cell.track_extra(extra)
 
-    def __call__(self, inputs, *args, **kwargs):
+    def __call__(self, *args, **kwargs):
+        # A Keras 3 tensor would fail deep inside tf-keras; say which adapter to use instead.
+        for argument, value in [*zip(("inputs",), args), *kwargs.items()]:
+            flavours.check_tensors(tf.nest.flatten(value), argument, type(self).__name__, "tf_keras")
         constants = kwargs.get("constants")
         if constants is not None:
             # Recorded (and configured) as tf-keras does, so that a flat [inputs, *states,
             # *constants] call, as a loaded model makes it, finds the constants.
             self._num_constants = len(tf.nest.flatten(constants))
-        return super().__call__(inputs, *args, **kwargs)
+        return super().__call__(*args, **kwargs)
 
     def _split_inputs(self, inputs, initial_state, constants):
         """`[inputs, *initial_state, *constants]` (how Bidirectional passes them) taken apart."""
@@ -476,7 +441,7 @@ class RNN(tf_keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = {
-            "cell": serialize_cell(self._rnn.cell),
+            "cell": cell_config.serialize_cell(self._rnn.cell, tf_keras),
             **self._options,
             "time_major": self._time_major,
         }
@@ -491,7 +456,7 @@ class RNN(tf_keras.layers.Layer):
     @classmethod
     def from_config(cls, config: dict, custom_objects: Optional[dict] = None) -> "RNN":
         config = dict(config)
-        cell = deserialize_cell(config.pop("cell"), custom_objects)
+        cell = cell_config.deserialize_cell(config.pop("cell"), tf_keras, custom_objects)
         num_constants = config.pop("num_constants", 0)
         layer = cls(cell, **config)
         layer._num_constants = num_constants
@@ -578,12 +543,12 @@ class _BuiltinRNN(RNN):
             raise ValueError(f"implementation must be 1 or 2, got {implementation!r}")
         cell_kwargs, config = {"seed": seed}, {}
         for key, value in arguments.items():
-            cell_kwargs[key], config[key] = _cell_argument(key, value)
+            cell_kwargs[key], config[key] = cell_config.cell_argument(key, value, tf_keras)
         super().__init__(_CellFactory(self._cell_class, cell_kwargs), **kwargs)
         # As tf-keras' namesakes do: LSTM(3, trainable=False).cell.trainable is False.
         self.cell.trainable = kwargs.get("trainable", True)
         config.update(seed=seed, implementation=max(implementation, 1))
-        _set_untracked(self, "_cell_config", config)
+        cell_config.set_untracked(self, "_cell_config", config)
 
     implementation = property(lambda self: self._cell_config["implementation"])
 
