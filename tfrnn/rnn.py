@@ -118,6 +118,7 @@ class RNN(tf.Module):
         )
         self._seeds: Optional[dropout_lib.SeedStream] = None
         self._feature_shape: Optional[tf.TensorShape] = None
+        self._built_key: Optional[str] = None
         self._functions = FunctionsByRoute(self._traced, reduce_retracing=not self.unroll)
 
     # -- public surface ----------------------------------------------------------------------
@@ -178,6 +179,9 @@ class RNN(tf.Module):
             for nested inputs); a stateful RNN needs the batch.
         """
         input_shape = _as_shapes(input_shape)
+        key = repr(input_shape)
+        if key == self._built_key and not self._needs_states():
+            return  # built for these shapes already (every call builds: keep it cheap)
         first = tf.nest.flatten(input_shape)[0]
         # Each step's input: the same nest without the time axis.
         self._adapter.build(
@@ -189,10 +193,19 @@ class RNN(tf.Module):
         if self._adapter.needs_seed(True) and self._seeds is None:
             seed = getattr(self._adapter.cell, "seed", None)
             self._seeds = dropout_lib.SeedStream(seed if isinstance(seed, int) else None, name="seeds")
-        if self.stateful and not trace_context.current().ignore_states:
+        if self._needs_states():
             # The states are variables in the variables' dtype, read in the compute dtype.
             dtype = self._adapter.variable_dtype
             self._state_variables.ensure(input_shape[0], lambda batch: self.get_initial_state(batch, dtype))
+        self._built_key = key
+
+    def _needs_states(self) -> bool:
+        """Whether a stateful RNN's states still have to be created for this call."""
+        return (
+            self.stateful
+            and not self._state_variables.created
+            and not trace_context.current().ignore_states
+        )
 
     def __call__(
         self,

@@ -71,6 +71,7 @@ class CellAdapter:
         self.projects_inputs = self.is_tfrnn and callable(getattr(cell, "project_inputs", None))
         self._built_input_shape: Optional[Any] = None
         self._description: Optional[tuple] = None
+        self._has_fast_loop: dict = {}
         state_size = getattr(cell, "state_size", None)
         if state_size is not None and not callable(getattr(cell, "flat_state_shapes", None)):
             # Validated now where it is known (a cell may also set it in build()).
@@ -336,6 +337,12 @@ class CellAdapter:
         if not callable(fast_loop_spec) or not self.cell.fast_loop_ok(training):
             return None
         return fast_loop_spec()
+
+    def has_fast_loop(self, training: bool) -> bool:
+        """Whether `fast_loop_spec(training)` is a spec (cached: a cell's kind does not change)."""
+        if training not in self._has_fast_loop:
+            self._has_fast_loop[training] = self.fast_loop_spec(training) is not None
+        return self._has_fast_loop[training]
 
     def project_inputs(self, inputs: tf.Tensor, sequence_dropout: Any = None) -> tf.Tensor:
         """The input projection of a built-in cell over a whole `[batch, time, features]`."""

@@ -93,7 +93,7 @@ def choose(
         return Route(Path.DENSE, False)
     if options.unroll:
         return Route(Path.UNROLLED, jit_compile)
-    if adapter.fast_loop_spec(plan.training) is not None:
+    if adapter.has_fast_loop(plan.training):
         return Route(Path.FAST, jit_compile)
     if jit_compile and not _unknown_shape_gradient(plan):
         return Route(Path.RECOMPUTE, True)

@@ -37,7 +37,7 @@ class CallPlan:
 
     @property
     def flat_inputs(self) -> list[tf.Tensor]:
-        return tf.nest.flatten(self.inputs)
+        return [self.inputs] if isinstance(self.inputs, tf.Tensor) else tf.nest.flatten(self.inputs)
 
     @property
     def batch(self) -> Optional[int]:
@@ -56,6 +56,8 @@ class CallPlan:
     @property
     def input_shape(self) -> Any:
         """`[batch, timesteps, features...]` (a nest of them for nested inputs)."""
+        if isinstance(self.inputs, tf.Tensor):
+            return self.inputs.shape
         return tf.nest.map_structure(lambda x: x.shape, self.inputs)
 
     def tensors(self) -> tuple:
@@ -102,8 +104,9 @@ def make_plan(
       state_note: appended to state errors (how a replicated batch splits).
     """
     for argument, value in (("mask", mask), ("initial_state", initial_state), ("constants", constants)):
-        for item in tf.nest.flatten(value):
-            check_not_symbolic(item, argument)
+        if value is not None:
+            for item in tf.nest.flatten(value):
+                check_not_symbolic(item, argument)
     inputs, mask, row_lengths = _unragged(inputs, mask, unroll)
     inputs, dtype = _check_inputs(adapter, inputs, unroll)
     training = _check_training(training)
@@ -176,7 +179,14 @@ def _check_inputs(adapter: Any, inputs: Any, unroll: bool) -> tuple[Any, tf.DTyp
             "pass initial states as initial_state=..."
         )
     nested = isinstance(inputs, (tuple, dict))
-    flat = tf.nest.flatten(inputs) if nested else [inputs]
+    if not nested:
+        check_not_symbolic(inputs, "inputs")
+        single = _check_input(inputs, unroll, "inputs")
+        dtype = adapter.compute_dtype(single.dtype)
+        if dtype.is_floating and single.dtype != dtype:
+            single = tf.cast(single, dtype)
+        return single, dtype
+    flat = tf.nest.flatten(inputs)
     for item in flat:
         check_not_symbolic(item, "inputs")
     if nested and not flat:
