@@ -695,6 +695,86 @@ def test_a_tf_keras_stack_subclass_is_kept_with_its_call_and_state_order():
     assert_all_close(results, expected, 1e-5)
 
 
+def _nested_twins(state_type=None, **options):
+    """`(ours, theirs)` RNNs of the guide's NestedCell, built and holding the same weights;
+    and (x1, x2) data. (Stacks of nested cells are not covered: the core's StackedRNNCells
+    builds its cells for one input shape.)"""
+    from keras_twins import NestedCell
+
+    ours = tfrnn.tf_keras.RNN(NestedCell(2, 3, 4, state_type), **options)
+    theirs = tf_keras.layers.RNN(NestedCell(2, 3, 4, state_type), **options)
+    batch = options.get("stateful") and BATCH
+    shapes = (tf.TensorShape([batch or None, TIME, FEATURES]), tf.TensorShape([batch or None, TIME, 2, 5]))
+    for layer in (theirs, ours):
+        layer.build(shapes)
+    ours.set_weights(theirs.get_weights())
+    data = (random_array(40, BATCH, TIME, FEATURES), random_array(41, BATCH, TIME, 2, 5))
+    return ours, theirs, data
+
+
+NESTED_MATRIX = all_pairs(
+    {
+        "state_type": (None, "namedtuple"),
+        "return_sequences": (False, True),
+        "return_state": (False, True),
+        "stateful": (False, True),
+        "input_type": ("tuple", "namedtuple"),
+    }
+)
+
+
+@pytest.mark.parametrize("case", NESTED_MATRIX, ids=case_id)
+def test_nested_inputs_outputs_and_states_match_tf_keras(case):
+    """The Keras RNN guide's nested cell (tuple or namedtuple inputs and states):
+    the same results, nested the same, eagerly and in a functional model."""
+    import collections
+
+    pair = collections.namedtuple("Pair", ["t1", "t2"])
+    state_type = collections.namedtuple("State", ["s1", "s2"]) if case["state_type"] else None
+    options = {k: case[k] for k in ("return_sequences", "return_state", "stateful")}
+    ours, theirs, data = _nested_twins(state_type, **options)
+    if case["input_type"] == "namedtuple":
+        data = pair(*data)
+    expected, results = theirs(data), ours(data)
+    tf.nest.assert_same_structure(results, expected)
+    assert_all_close(results, expected, 1e-5)
+    inputs = tuple(tf_keras.Input(x.shape[1:], batch_size=BATCH if case["stateful"] else None) for x in data)
+    if case["input_type"] == "namedtuple":
+        inputs = pair(*inputs)
+    symbolic = ours(inputs), theirs(inputs)
+    assert [t.shape.as_list() for t in tf.nest.flatten(symbolic[0])] == [
+        t.shape.as_list() for t in tf.nest.flatten(symbolic[1])]
+
+
+def test_nested_initial_states_are_taken_as_tf_keras_takes_them():
+    ours, theirs, data = _nested_twins(return_state=True, return_sequences=True)
+    states = (tf.constant(random_array(42, BATCH, 2)), tf.constant(random_array(43, BATCH, 3, 4)))
+    assert_all_close(ours(data, initial_state=states), theirs(data, initial_state=states), 1e-5)
+    x1, x2, s1, s2 = (tf_keras.Input(tuple(v.shape[1:])) for v in (*data, *states))
+    models = [tf_keras.Model([x1, x2, s1, s2], layer((x1, x2), initial_state=(s1, s2))[:2]) for layer in (ours, theirs)]
+    assert models[0].output_shape == models[1].output_shape == [(None, TIME, 2), (None, TIME, 3, 4)]
+    assert_all_close(models[0]([*data, *states]), models[1]([*data, *states]), 1e-5)
+
+
+def test_cells_sized_in_build_and_stateless_cells_match_tf_keras():
+    """A cell that sets output_size in build() (with a mask and an initial state), and one
+    without states (`state_size = ((), [], ())`)."""
+    from keras_twins import BuildTimeSizesCell, StatelessCell
+
+    x_np = np.array([[[1.0], [2.0], [0.0]]], np.float32)
+    results = []
+    for layers in (tfrnn.tf_keras, tf_keras.layers):
+        x, s = tf_keras.Input((3, 1)), tf_keras.Input((1,))
+        y, state = layers.RNN(BuildTimeSizesCell(1), return_state=True)(tf_keras.layers.Masking()(x), initial_state=s)
+        results.append(tf_keras.Model([x, s], [y, state]).predict_on_batch([x_np, np.array([[10.0]], np.float32)]))
+        cell = StatelessCell()
+        x = tf_keras.Input((None, FEATURES))
+        y = layers.RNN(cell)(x, initial_state=tf.nest.map_structure(lambda _: None, cell.state_size))
+        results.append(tf_keras.Model(x, y).predict_on_batch(random_array(44, BATCH, TIME, FEATURES)))
+    assert_all_close(results[:2], results[2:], 0.0)
+    assert_close(results[0][1], [[12.0]], 0.0, "1 added twice: the masked step carries the state")
+
+
 # -- bad input: a ValueError/TypeError naming the argument, expected vs. received ------------
 
 

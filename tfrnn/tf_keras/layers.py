@@ -26,6 +26,7 @@ from tfrnn._core import trace_context
 from tfrnn._core.arguments import check_bool
 from tfrnn._keras_common import cell_config
 from tfrnn._keras_common import flavours
+from tfrnn._keras_common import input_structure
 from tfrnn._keras_common import state_structure
 from tfrnn._keras_common import weights as keras_weights
 from tfrnn.cell import RNNCell
@@ -264,30 +265,30 @@ class RNN(tf_keras.layers.Layer):
 
     # -- building and calling ---------------------------------------------------------------------
 
-    def _core_input_shape(self, input_shape: Any) -> tf.TensorShape:
-        """The `[batch, timesteps, ...]` shape of the sequence among `input_shape`."""
-        if isinstance(input_shape, (list, tuple)) and input_shape:
-            first = input_shape[0]
-            if isinstance(first, (list, tuple, tf.TensorShape)):
-                input_shape = first  # [inputs, *initial_state, *constants]
-        shape = tf.TensorShape(input_shape)
-        if shape.rank is None or shape.rank < 3:
-            layout = "timesteps, batch" if self._time_major else "batch, timesteps"
-            raise ValueError(
-                f"inputs of {self.name} must have rank >= 3, [{layout}, features...], got "
-                f"input_shape {shape}"
-            )
-        if self._time_major:
-            shape = tf.TensorShape([shape[1], shape[0]]).concatenate(shape[2:])
-        return shape
+    def _core_input_shape(self, input_shape: Any) -> Any:
+        """The `[batch, timesteps, ...]` shape of the sequence among `input_shape` (a nest of
+        them for a cell with nested inputs)."""
+
+        def batch_major(shape: tf.TensorShape) -> tf.TensorShape:
+            if shape.rank is None or shape.rank < 3:
+                layout = "timesteps, batch" if self._time_major else "batch, timesteps"
+                raise ValueError(
+                    f"inputs of {self.name} must have rank >= 3, [{layout}, features...], got "
+                    f"input_shape {input_shape}"
+                )
+            if self._time_major:
+                return tf.TensorShape([shape[1], shape[0]]).concatenate(shape[2:])
+            return shape
+
+        return tf.nest.map_structure(batch_major, input_structure.sequence_shapes(input_shape))
 
     def build(self, input_shape: Any) -> None:
         """Creates the cell's variables (and a stateful layer's states) for `input_shape`."""
         shape = self._core_input_shape(input_shape)
-        if self.stateful and shape[0] is None:
+        if self.stateful and input_structure.first(shape)[0] is None:
             raise ValueError(
                 f"{self.name} is stateful, so it needs a fixed batch size, got input_shape "
-                f"{tf.TensorShape(input_shape)} with an unknown batch size; pass "
+                f"{input_structure.first(shape)} with an unknown batch size; pass "
                 "batch_size=... to tf_keras.Input (or batch_input_shape=... to the first layer)"
             )
         # tf-keras builds models under a strategy outside its replicas, with a batch that may
@@ -349,12 +350,12 @@ class RNN(tf_keras.layers.Layer):
         if mask is not None:
             mask = tf.nest.flatten(mask)[0]
         if self._time_major:
-            if isinstance(inputs, tf.RaggedTensor):
+            if any(isinstance(t, tf.RaggedTensor) for t in tf.nest.flatten(inputs)):
                 raise ValueError(
                     f"inputs of {self.name} are ragged, [batch, (timesteps), features], but "
                     "the layer has time_major=True; ragged inputs are batch-major"
                 )
-            inputs = _swap_batch_and_time(inputs)
+            inputs = tf.nest.map_structure(_swap_batch_and_time, inputs)
             mask = None if mask is None else tf.transpose(mask)
         inputs = self._with_state_batch(inputs)
         shapes_only = trace_context.scope(ignore_states=True) if self._shapes_only(inputs) else contextlib.nullcontext()
@@ -372,10 +373,17 @@ class RNN(tf_keras.layers.Layer):
     def _with_state_batch(self, inputs):
         """`inputs` with a stateful layer's batch, where Keras feeds batches of unknown size."""
         states = self._rnn.states
-        if self.stateful and states and inputs.shape[0] is None and isinstance(inputs, tf.Tensor):
+        unknown = input_structure.first(inputs).shape[0] is None
+        if self.stateful and states and unknown:
             batch = states[0].shape[0]
-            inputs = tf.ensure_shape(inputs, [batch] + [None] * (inputs.shape.rank - 1))
-        if self._states_deferred and not states and inputs.shape[0] is None:
+
+            def with_batch(tensor):
+                if not isinstance(tensor, tf.Tensor):
+                    return tensor  # ragged: the core checks its batch when it runs
+                return tf.ensure_shape(tensor, [batch] + [None] * (tensor.shape.rank - 1))
+
+            inputs = tf.nest.map_structure(with_batch, inputs)
+        if self._states_deferred and not states and unknown:
             if not tf.distribute.in_cross_replica_context():
                 raise ValueError(
                     f"{self.name} is stateful under {type(tf.distribute.get_strategy()).__name__}"
@@ -398,10 +406,11 @@ class RNN(tf_keras.layers.Layer):
     def _keras_results(self, results):
         """The core's results as tf-keras returns them (time-major, states nested)."""
         swap = self._time_major and self.return_sequences
-        if not self.return_state:
-            return _swap_batch_and_time(results) if swap else results
-        output = _swap_batch_and_time(results[0]) if swap else results[0]
-        return [output] + list(state_structure.pack_states(self._rnn.cell, results[1:]))
+        output, states = (results[0], results[1:]) if self.return_state else (results, [])
+        if swap:
+            output = tf.nest.map_structure(_swap_batch_and_time, output)
+        states = state_structure.pack_states(self._rnn.cell, states) if self.return_state else []
+        return input_structure.layer_outputs(output, states, self.return_state)
 
     def _shapes_only(self, inputs: tf.Tensor) -> bool:
         """Whether this call only gives a model its shapes (the core then ignores the states).
@@ -413,21 +422,21 @@ class RNN(tf_keras.layers.Layer):
         if not (self.stateful and not tf.executing_eagerly() and _replicas_outside_run() > 1):
             return False
         global_batch = _global_batch(self._rnn.states)
-        return global_batch is None or inputs.shape[0] != global_batch
+        return global_batch is None or input_structure.first(inputs).shape[0] != global_batch
 
     def compute_output_shape(self, input_shape: Any):
         """The static output shape(s) for inputs of `input_shape` (states flat, as tf-keras')."""
-        shape = self._core_input_shape(input_shape)
+        shape = input_structure.first(self._core_input_shape(input_shape))
         batch, time = shape[0], shape[1]
-        output_shape = self._rnn.output_size
+        leading = [batch]
         if self.return_sequences:
             leading = [time, batch] if self._time_major else [batch, time]
-            output = tf.TensorShape(leading).concatenate(output_shape)
-        else:
-            output = tf.TensorShape([batch]).concatenate(output_shape)
+        outputs = [tf.TensorShape(leading).concatenate(s) for s in tf.nest.flatten(self._rnn.output_size)]
+        output = outputs[0] if len(outputs) == 1 else outputs
         if not self.return_state:
             return output
-        return [output] + [tf.TensorShape([batch]).concatenate(s) for s in self._rnn.state_shapes]
+        states = [tf.TensorShape([batch]).concatenate(s) for s in self._rnn.state_shapes]
+        return (output if isinstance(output, list) else [output]) + states
 
     def compute_mask(self, inputs, mask=None):
         mask = tf.nest.flatten(mask)[0] if mask is not None else None
