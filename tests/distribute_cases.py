@@ -164,10 +164,10 @@ def custom_loop(strategy, stateful: bool, jit_replica: bool, steps: int = STEPS)
 
 
 def keras_model(stateful: bool) -> tf_keras.Model:
-    """A tfrnn.keras LSTM (stateful or not) under a GRU and a Dense, with fixed weights."""
+    """A tfrnn.tf_keras LSTM (stateful or not) under a GRU and a Dense, with fixed weights."""
     inputs = tf_keras.Input((TIME, FEATURES), batch_size=GLOBAL_BATCH)
-    hidden = tfrnn.keras.LSTM(UNITS, return_sequences=True, stateful=stateful)(inputs)
-    hidden = tfrnn.keras.GRU(UNITS)(hidden)
+    hidden = tfrnn.tf_keras.LSTM(UNITS, return_sequences=True, stateful=stateful)(inputs)
+    hidden = tfrnn.tf_keras.GRU(UNITS)(hidden)
     model = tf_keras.Model(inputs, tf_keras.layers.Dense(1)(hidden))
     model.set_weights([random_array(200 + i, *w.shape) * 0.5 for i, w in enumerate(model.weights)])
     model.compile(adam(), loss="mse")
@@ -227,7 +227,8 @@ def fit(
             model.layers[1].reset_states(states=[np.zeros([GLOBAL_BATCH, UNITS], np.float32)] * 2)
     # Before the first call under a strategy the states may not exist yet: nothing to reset.
     model.reset_states()
-    states_before_fit = len(model.layers[1].states)
+    # As in tf-keras, `states` holds a None for each state not created yet.
+    states_before_fit = sum(state is not None for state in model.layers[1].states)
     recorder = _BatchLosses()
     model.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[recorder])
     result = {"losses": np.array(recorder.losses), "weights": model.get_weights()}

@@ -176,7 +176,7 @@ def bad_input(strategy, out_dir: str) -> dict:
         )
     )
 
-    # tfrnn.keras: the states wait for the first call inside the replicas, which needs batches
+    # tfrnn.tf_keras: the states wait for the first call inside the replicas, which needs batches
     # of a static size (this dataset may end in a partial batch).
     with strategy.scope():
         model = cases.keras_model(stateful=True)
@@ -219,7 +219,7 @@ def mirrored(replicas: int, out_dir: str) -> None:
     timed("custom/stateful", lambda: _train(stateful))
     timed("xla/stateful", lambda: cases.xla_report(stateful.concrete_train_step()))
     timed("checks", lambda: stateful_checks(strategy, stateful, out_dir))
-    # The fit model has a stateful and a stateless tfrnn.keras layer.
+    # The fit model has a stateful and a stateless tfrnn.tf_keras layer.
     timed("fit/stateful", lambda: cases.fit(strategy, stateful=True))
     timed("first_call", lambda: first_call_in_replicas(strategy, out_dir))
     timed("bad_input", lambda: bad_input(strategy, out_dir))

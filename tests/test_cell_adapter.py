@@ -1,12 +1,15 @@
 """CellAdapter: every kind of cell the RNN accepts, and the errors for what it does not."""
 
+import collections
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
 
 import tfrnn
-from conftest import assert_close, random_array
+from conftest import assert_close, random_array, random_mask
+from keras_twins import BuildTimeSizesCell, NestedCell, StatelessCell
 from tfrnn._core.cell_adapter import CellAdapter
 
 
@@ -108,3 +111,120 @@ def test_keras_cell_dropout_is_per_sequence_and_seeded(keras_module):
         assert set(np.unique(values)) == {0.0, 2.0}
     for a, b in zip(*outputs):
         assert_close(a, b, 1e-6)
+
+
+# -- cells tf-keras accepts that are not one tensor in, one tensor out -------------------------
+
+NestedInput = collections.namedtuple("NestedInput", ["t1", "t2"])
+NestedState = collections.namedtuple("NestedState", ["s1", "s2"])
+
+
+def _results_and_gradients(layer, inputs, **call):
+    flat = [tf.convert_to_tensor(x) for x in tf.nest.flatten(inputs)]
+    with tf.GradientTape() as tape:
+        tape.watch(flat)
+        result = layer(tf.nest.pack_sequence_as(inputs, flat), **call)
+        loss = sum(tf.reduce_sum(r * r) for r in tf.nest.flatten(result))
+    return tf.nest.flatten(result), tape.gradient(loss, flat)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("structure", ["tuple", "namedtuple"])
+def test_nested_inputs_states_and_outputs_match_tf_keras(structure, return_sequences):
+    cell = NestedCell(3, 2, 2, state_type=NestedState if structure == "namedtuple" else None)
+    x1, x2 = random_array(1, 2, 4, 5), random_array(2, 2, 4, 3, 2)
+    inputs = NestedInput(x1, x2) if structure == "namedtuple" else (x1, x2)
+    options = dict(return_sequences=return_sequences, return_state=True)
+    expected, expected_grads = _results_and_gradients(tf_keras.layers.RNN(cell, **options), inputs)
+    ours, grads = _results_and_gradients(tfrnn.RNN(cell, **options), inputs)
+    assert [o.shape for o in ours] == [e.shape for e in expected]
+    for index, (actual, wanted) in enumerate(zip(ours + grads, expected + expected_grads)):
+        assert_close(actual, wanted, 1e-5, f"result {index}")
+
+
+def test_nested_initial_states_and_masks_work_with_nested_inputs():
+    cell = NestedCell(3, 2, 2)
+    inputs = (tf.constant(random_array(3, 2, 4, 5)), tf.constant(random_array(4, 2, 4, 3, 2)))
+    states = [tf.constant(random_array(5, 2, 3)), tf.constant(random_array(6, 2, 2, 2))]
+    mask = random_mask(7, 2, 4)
+    expected = tf_keras.layers.RNN(cell, return_sequences=True)(inputs, initial_state=states, mask=mask)
+    ours = tfrnn.RNN(cell, return_sequences=True, jit_compile=False)(inputs, initial_state=states, mask=mask)
+    for actual, wanted in zip(tf.nest.flatten(ours), tf.nest.flatten(expected)):
+        assert_close(actual, wanted, 1e-5)
+
+
+def test_a_cell_that_sets_its_sizes_in_build_matches_tf_keras():
+    inputs = random_array(8, 2, 3, 4)
+    expected = tf_keras.layers.RNN(BuildTimeSizesCell(5), return_state=True)(inputs)
+    ours = tfrnn.RNN(BuildTimeSizesCell(5), return_state=True)(inputs)
+    for actual, wanted in zip(ours, expected):
+        assert_close(actual, wanted, 0.0)
+
+
+def test_a_stateless_cell_matches_tf_keras():
+    inputs = tf.constant(random_array(9, 2, 3, 4))
+    empty = tf.nest.map_structure(lambda _: None, ((), [], ()))
+    expected = tf_keras.layers.RNN(StatelessCell(), return_sequences=True)(inputs, initial_state=empty)
+    rnn = tfrnn.RNN(StatelessCell(), return_sequences=True, return_state=True)
+    result = rnn(inputs, initial_state=empty)
+    assert len(result) == 1 and rnn.state_shapes == []
+    assert_close(result[0], expected, 0.0)
+    assert_close(tfrnn.RNN(StatelessCell())(inputs), inputs[:, -1] * 2.0, 0.0, "no initial_state")
+
+
+def _keras_stack(kind):
+    cells = [tf_keras.layers.LSTMCell(3), tf_keras.layers.GRUCell(2)]
+    if kind == "reversed":
+        # tf-keras' own RNN breaks reverse_state_order for cells of different state sizes.
+        return tf_keras.layers.StackedRNNCells(
+            [tf_keras.layers.GRUCell(3), tf_keras.layers.GRUCell(3)], reverse_state_order=True
+        )
+    if kind == "subclass":
+
+        class Residual(tf_keras.layers.StackedRNNCells):
+            """A subclass whose call adds the first cell's output to the second's."""
+
+            def call(self, inputs, states, training=None):
+                h1, states1 = self.cells[0](inputs, states[0])
+                h2, states2 = self.cells[1](h1, states[1])
+                return h2 + h1[:, :2], [states1, states2]
+
+        return Residual(cells)
+    return tf_keras.layers.StackedRNNCells(cells)
+
+
+@pytest.mark.parametrize("kind", ["plain", "reversed", "subclass"])
+def test_another_librarys_stacked_cells_run_as_they_are(kind):
+    """A tf-keras StackedRNNCells (or subclass) keeps its call and its state order."""
+    stack = _keras_stack(kind)
+    inputs = random_array(10, 2, 4, 3)
+    expected = tf_keras.layers.RNN(stack, return_state=True)(inputs)
+    rnn = tfrnn.RNN(stack, return_state=True)
+    ours = rnn(inputs)
+    assert rnn.cell is stack
+    flat_expected = tf.nest.flatten(expected)
+    assert [s.shape for s in ours[1:]] == [s.shape for s in flat_expected[1:]]
+    for actual, wanted in zip(ours, flat_expected):
+        assert_close(actual, wanted, 1e-5)
+    nested = [list(s) if isinstance(s, (list, tuple)) else s for s in expected[1:]]
+    again = tfrnn.RNN(stack)(inputs, initial_state=nested)
+    assert_close(again, tf_keras.layers.RNN(stack)(inputs, initial_state=expected[1:]), 1e-5, "nested initial_state")
+
+
+def test_a_keras_3_stack_runs_as_it_is():
+    import keras
+
+    stack = keras.layers.StackedRNNCells([keras.layers.LSTMCell(3), keras.layers.GRUCell(2)])
+    inputs = random_array(11, 2, 4, 3)
+    expected = tf.nest.flatten(keras.layers.RNN(stack, return_state=True)(inputs))
+    ours = tfrnn.RNN(stack, return_state=True)(inputs)
+    assert len(ours) == len(expected) == 4
+    for actual, wanted in zip(ours, expected):
+        assert_close(actual, np.asarray(wanted), 1e-5)
+
+
+def test_stacked_state_size_is_the_tuple_of_the_cells():
+    cells = [tfrnn.LSTMCell(8), tfrnn.GRUCell(16)]
+    assert tfrnn.StackedRNNCells(cells).state_size == tuple(c.state_size for c in cells) == ([8, 8], 16)
+    keras_cells = [tf_keras.layers.LSTMCell(8), tf_keras.layers.GRUCell(16)]
+    assert tfrnn.StackedRNNCells(cells).state_size == tf_keras.layers.StackedRNNCells(keras_cells).state_size

@@ -237,7 +237,7 @@ def one_device():
 def test_training_under_mirrored_equals_one_device(mirrored_runs, one_device, replicas, kind):
     """`custom/stateless`: tfrnn compiles its own loops (run on 2 devices, to save time);
     `custom/stateful`: the caller's replica step is one jit_compile function; `fit/stateful`:
-    a model with a stateful and a stateless tfrnn.keras layer."""
+    a model with a stateful and a stateless tfrnn.tf_keras layer."""
     assert_same_training(mirrored_runs(replicas)[kind], one_device[kind], f"{kind} x{replicas}")
 
 

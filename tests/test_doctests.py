@@ -1,7 +1,7 @@
 """Every `>>>` example in tfrnn's docstrings runs, and runs again (nothing left behind breaks it).
 
 A conformance test, as Sonnet's `doctest_test.py`: each module's examples run with `tf`, `np`,
-`tfrnn` and `tf_keras` imported, and each module's examples run twice in a row.
+`tfrnn`, `keras` and `tf_keras` imported, and each module's examples run twice in a row.
 """
 
 import doctest
@@ -9,6 +9,7 @@ import importlib
 import pathlib
 import tempfile
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -35,6 +36,7 @@ def test_the_examples_are_found():
     }
     assert sum(found.values()) >= 26, found
     assert found["tfrnn.rnn"] and found["tfrnn.lstm_cell"] and found["tfrnn.tf_keras.layers"], found
+    assert found["tfrnn.keras.layers"] and found["tfrnn.keras.builtin_layers"] and found["tfrnn.keras.models"], found
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -45,7 +47,7 @@ def test_the_examples_of_a_module_run_twice(name, tmp_path, monkeypatch):
     for attempt in ("first run", "second run"):
         runner, report = doctest.DocTestRunner(optionflags=flags), []
         for test in _examples(module):
-            test.globs = {"tf": tf, "np": np, "tfrnn": tfrnn, "tf_keras": tf_keras}
+            test.globs = {"tf": tf, "np": np, "tfrnn": tfrnn, "keras": keras, "tf_keras": tf_keras}
             runner.run(test, out=report.append)
         result = runner.summarize(verbose=False)
         assert result.failed == 0, f"{name}, {attempt}: {result.failed} of {result.attempted} failed\n" + "".join(report)

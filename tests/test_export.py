@@ -111,7 +111,7 @@ def test_a_stateful_export_leaves_the_states_alone_and_carries_them_after_reload
 
 def test_a_keras_model_exports_with_its_input_shape(tmp_path):
     inputs = tf_keras.Input((None, FEATURES))
-    outputs = tf_keras.layers.Dense(2)(tfrnn.keras.LSTM(UNITS, return_sequences=True, seed=7)(inputs))
+    outputs = tf_keras.layers.Dense(2)(tfrnn.tf_keras.LSTM(UNITS, return_sequences=True, seed=7)(inputs))
     model = tf_keras.Model(inputs, outputs)
     result = export.export_saved_model(model, tmp_path / "model", tflite_batch_size=None)
     assert result.metadata["input_shape"] == [None, None, FEATURES]

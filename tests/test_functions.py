@@ -29,3 +29,22 @@ def test_eager_calls_reuse_one_concrete_function_per_signature():
     function(tf.ones([2, 4, 1]), None, None, None, False)
     assert traces == [tf.TensorShape([2, 3, 1]), tf.TensorShape([2, 4, 1])]
     assert float(output[0, 0, 0]) == 2.0
+
+
+def test_a_deep_copy_of_a_called_rnn_traces_its_own_functions():
+    """Traces hold graphs, which cannot be copied: the copy starts with an empty cache bound
+    to itself, so it computes with its own variables."""
+    import copy
+
+    import numpy as np
+
+    import tfrnn
+
+    rnn = tfrnn.RNN(tfrnn.GRUCell(3, seed=1), jit_compile=False)
+    inputs = tf.ones([2, 4, 5])
+    expected = rnn(inputs).numpy()
+    copied = copy.deepcopy(rnn)
+    np.testing.assert_array_equal(copied(inputs).numpy(), expected)
+    copied.cell.kernel.assign(tf.zeros_like(copied.cell.kernel))
+    np.testing.assert_array_equal(rnn(inputs).numpy(), expected)
+    assert not np.array_equal(copied(inputs).numpy(), expected)

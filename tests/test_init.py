@@ -18,6 +18,8 @@ before = set(sys.modules)
 import tfrnn
 added = sorted(set(sys.modules) - before)
 report = {"added": added}
+import keras  # already loaded by TensorFlow, so tfrnn.keras came with import tfrnn
+report["keras_registered"] = keras.saving.get_registered_object("tfrnn>LSTM").__module__
 tfrnn.export  # loads on first use
 report["after_export"] = sorted(m for m in sys.modules if m.startswith("tfrnn.") and m not in added)
 import tf_keras  # the tf-keras adapter comes with it, so its layers are registered
@@ -26,13 +28,17 @@ print(json.dumps(report))
 """
 
 
-def test_import_tfrnn_loads_no_keras_litert_export_or_tflite_code():
+def test_import_tfrnn_loads_no_tf_keras_litert_export_or_tflite_code_and_no_new_keras_module():
     result = subprocess.run([sys.executable, "-c", WHAT_IMPORT_TFRNN_ADDS], capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
+    # Keras 3 is TensorFlow's: the Keras 3 adapter registers its layers at import tfrnn, and
+    # loads no Keras module TensorFlow had not loaded already.
     heavy = ("tf_keras", "keras", "ai_edge_litert", "tfrnn.export", "tfrnn.tflite", "tfrnn._deploy", "tfrnn.tf_keras")
-    loaded = [m for m in report["added"] if m == "keras" or m.startswith(tuple(h + "." for h in heavy) + heavy)]
+    loaded = [m for m in report["added"] if m in heavy or m.startswith(tuple(h + "." for h in heavy))]
     assert loaded == [], loaded
+    assert "tfrnn.keras.layers" in report["added"]
+    assert report["keras_registered"] == "tfrnn.keras.builtin_layers"
     assert {"tfrnn.export", "tfrnn._deploy.signatures"} <= set(report["after_export"])
     assert report["registered"] == "tfrnn.tf_keras.layers"
 

@@ -75,6 +75,9 @@ CHOOSE_CASES = [
     ("stacked", {}, {"batch": 2, "graph": True, "tape": True}, paths.Route(Path.RECOMPUTE, True)),
     ("stacked", {}, {"batch": 2, "tape": True}, paths.Route(Path.RECOMPUTE, True)),
     ("lstm", {}, {"batch": None, "time": None, "graph": True, "tape": True}, paths.Route(Path.FAST, True)),
+    # A training call counts as differentiated (no tape needed) for that rule.
+    ("stacked", {}, {"training": True, "batch": None, "graph": True}, paths.Route(Path.WHILE, False)),
+    ("gru_reset_before", {}, {"training": True, "batch": None, "graph": True}, paths.Route(Path.WHILE, False)),
     ("lstm", {"builtin_only": True}, {}, paths.Route(Path.DENSE, False)),
     ("gru_reset_before", {"builtin_only": True}, {"unroll": True}, paths.Route(Path.DENSE, False)),
     ("lstm", {"stream": object()}, {}, paths.Route(Path.STREAM, True)),
@@ -103,6 +106,39 @@ def test_a_substitute_that_takes_the_call_wins():
     assert _route("lstm", context) == paths.Route(Path.SUBSTITUTE, False)
     context = trace_context.TraceContext(substitute=composite_lstm.FusedLSTM())
     assert _route("gru_reset_before", context).path is Path.RECOMPUTE  # FusedLSTM declines a GRU
+
+
+@pytest.mark.parametrize(
+    "kind, training",
+    [("gru_reset_before", True), ("gru_reset_before", False), ("recurrent_dropout", False), ("stacked", True), ("stacked", False)],
+)
+def test_a_gradient_traced_with_an_unknown_batch_runs_and_matches_eager(kind, training):
+    """`fit`'s last partial batch: the route `choose` picks must be one TF can differentiate,
+    also for `training=False` (Keras 3 trains subclassed models with `training=None`)."""
+    rnn = tfrnn.RNN(_cell(kind), return_sequences=True)
+    inputs = tf.constant(random_array(3, 3, 4, 3))
+    rnn(inputs)
+
+    def gradients(x):
+        with tf.GradientTape() as tape:
+            # Recurrent dropout at rate 0.5 draws masks per call: compared switched off.
+            outputs = rnn(x, training=training)
+            loss = tf.reduce_sum(outputs * outputs)
+        return tape.gradient(loss, rnn.trainable_variables)
+
+    traced = tf.function(gradients, input_signature=[tf.TensorSpec([None, None, 3])])
+    expected = gradients(inputs)
+    for actual, wanted in zip(traced(inputs), expected):
+        assert_close(actual, wanted, 1e-5, kind)
+    if kind == "recurrent_dropout":  # and with dropout on (masks differ per call: finite only)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 3])])
+        def training(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(rnn(x, training=True))
+            return tape.gradient(loss, rnn.trainable_variables)
+
+        assert all(bool(tf.reduce_all(tf.math.is_finite(g))) for g in training(inputs))
 
 
 # -- every loop path against the generic loop, where it is chosen ------------------------------

@@ -47,8 +47,8 @@ class OffsetStateCell(tf.Module):
 def keras_embedding_model():
     tokens = tf_keras.Input((None,), dtype="int32")
     embedded = tf_keras.layers.Embedding(7, FEATURES, mask_zero=True)(tokens)
-    hidden = tfrnn.keras.LSTM(4, return_sequences=True, seed=3)(embedded)
-    return tf_keras.Model(tokens, tfrnn.keras.GRU(3, seed=4)(hidden))
+    hidden = tfrnn.tf_keras.LSTM(4, return_sequences=True, seed=3)(embedded)
+    return tf_keras.Model(tokens, tfrnn.tf_keras.GRU(3, seed=4)(hidden))
 
 
 def stream(signatures, inputs, mask):

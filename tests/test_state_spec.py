@@ -16,6 +16,10 @@ from tfrnn._core import state_spec
         ([[2, 3]], [[2, 3]]),
         ([4, tf.TensorShape([2, 3]), (6, 7)], [[4], [2, 3], [6, 7]]),
         (np.int64(3), [[3]]),
+        # Stateless cells (tf-keras allows them): empty entries are no state.
+        ((), []),
+        (((), [], ()), []),
+        ([(), 4], [[4]]),
     ],
 )
 def test_flat_state_shapes(state_size, expected):
@@ -25,7 +29,6 @@ def test_flat_state_shapes(state_size, expected):
 @pytest.mark.parametrize(
     "state_size, error, message",
     [
-        ([], ValueError, "must name at least one state"),
         (0, ValueError, "must give positive, fully known sizes"),
         (tf.TensorShape([None]), ValueError, "fully known"),
         ("big", TypeError, "entries must be an int"),
@@ -44,3 +47,17 @@ def test_descriptions():
     assert state_spec.describe_shape(tf.TensorSpec([None, 3])) == "[None, 3]"
     shapes = [tf.TensorShape([64]), tf.TensorShape([64])]
     assert state_spec.format_state_shapes(shapes) == "[batch, 64], [batch, 64]"
+
+
+@pytest.mark.parametrize(
+    "output_size, expected",
+    [
+        (4, [4]),
+        (tf.TensorShape([2, 3]), [2, 3]),
+        ((4, tf.TensorShape([2, 3])), ([4], [2, 3])),
+        ({"a": 1, "b": 2}, {"a": [1], "b": [2]}),
+    ],
+)
+def test_output_shapes_keep_the_nest_of_output_size(output_size, expected):
+    shapes = state_spec.output_shapes(output_size)
+    assert tf.nest.map_structure(lambda s: s.as_list(), shapes) == expected

@@ -1,6 +1,7 @@
-"""tfrnn.keras against tf-keras twins holding the same weights: outputs, shapes, masks,
+"""tfrnn.tf_keras against tf-keras twins holding the same weights: outputs, shapes, masks,
 training, stateful batches, weights, serialization (also in a fresh process), bad input."""
 
+import copy
 import json
 import os
 import subprocess
@@ -19,16 +20,16 @@ from matrix import all_pairs, case_id
 
 BATCH, TIME, FEATURES, UNITS = 3, 5, 4, 6
 NAMESAKES = {
-    "simple": (tfrnn.keras.SimpleRNN, tf_keras.layers.SimpleRNN, {}),
-    "lstm": (tfrnn.keras.LSTM, tf_keras.layers.LSTM, {}),
-    "gru": (tfrnn.keras.GRU, tf_keras.layers.GRU, {}),
-    "gru_reset_before": (tfrnn.keras.GRU, tf_keras.layers.GRU, {"reset_after": False}),
+    "simple": (tfrnn.tf_keras.SimpleRNN, tf_keras.layers.SimpleRNN, {}),
+    "lstm": (tfrnn.tf_keras.LSTM, tf_keras.layers.LSTM, {}),
+    "gru": (tfrnn.tf_keras.GRU, tf_keras.layers.GRU, {}),
+    "gru_reset_before": (tfrnn.tf_keras.GRU, tf_keras.layers.GRU, {"reset_after": False}),
 }
 KINDS = tuple(NAMESAKES) + ("stacked", "minimal")
 
 
 def twin_layers(kind, **options):
-    """`(tfrnn.keras layer, tf-keras layer)` of `kind` with the same options (unbuilt).
+    """`(tfrnn.tf_keras layer, tf-keras layer)` of `kind` with the same options (unbuilt).
 
     `stacked` is an LSTM cell under a GRU cell in the generic `RNN`; `minimal` is the Keras
     docs' `MinimalRNNCell` in the generic `RNN`.
@@ -38,12 +39,12 @@ def twin_layers(kind, **options):
         return ours(UNITS, **extra, **options), theirs(UNITS, **extra, **options)
     if kind == "stacked":
         return (
-            tfrnn.keras.RNN([tfrnn.LSTMCell(UNITS), tfrnn.GRUCell(UNITS + 1)], **options),
+            tfrnn.tf_keras.RNN([tfrnn.LSTMCell(UNITS), tfrnn.GRUCell(UNITS + 1)], **options),
             tf_keras.layers.RNN(
                 [tf_keras.layers.LSTMCell(UNITS), tf_keras.layers.GRUCell(UNITS + 1)], **options
             ),
         )
-    return tfrnn.keras.RNN(MinimalRNNCell(UNITS), **options), tf_keras.layers.RNN(
+    return tfrnn.tf_keras.RNN(MinimalRNNCell(UNITS), **options), tf_keras.layers.RNN(
         MinimalRNNCell(UNITS), **options
     )
 
@@ -151,7 +152,7 @@ def test_keras_docs_example_builds_and_trains(stacked):
         y = rnn_class(cells)(x)
         return tf_keras.Model(x, tf_keras.layers.Dense(1)(y))
 
-    ours, theirs = model(tfrnn.keras.RNN), model(tf_keras.layers.RNN)
+    ours, theirs = model(tfrnn.tf_keras.RNN), model(tf_keras.layers.RNN)
     assert ours.output_shape == (None, 1)
     assert ours.count_params() == theirs.count_params()
     assert ours.layers[1].output_shape == (None, 64 if stacked else 32)
@@ -173,7 +174,7 @@ def test_keras_docs_example_builds_and_trains(stacked):
 
 def _masked_model(module):
     """Embedding(mask_zero) -> LSTM -> GRU -> SimpleRNN -> Dense, with regularizers and a
-    constraint (non_neg: active from the first step), from `module` (tf-keras or tfrnn.keras)."""
+    constraint (non_neg: active from the first step), from `module` (tf-keras or tfrnn.tf_keras)."""
     x = tf_keras.Input((None,), dtype="int32")
     h = tf_keras.layers.Embedding(10, 4, mask_zero=True)(x)
     h = module.LSTM(5, return_sequences=True, kernel_regularizer="l2", recurrent_constraint="non_neg")(h)
@@ -209,7 +210,7 @@ def test_fit_matches_tf_keras(trained_tf_keras_reference):
     """Same initial weights, data and order: same outputs, regularization losses, per-epoch
     losses (1e-4 relative) and trained weights (compile(jit_compile=True): the stateful fit)."""
     ref = trained_tf_keras_reference
-    model = _masked_model(tfrnn.keras)
+    model = _masked_model(tfrnn.tf_keras)
     model.set_weights(ref["initial"])
     assert_close(model.predict_on_batch(ref["ids"]), ref["outputs"], 1e-5, "outputs")
     assert len(model.losses) == 3
@@ -223,7 +224,7 @@ def test_fit_matches_tf_keras(trained_tf_keras_reference):
 def test_padded_batch_equals_unpadded_sequences_one_by_one(trained_tf_keras_reference):
     """Embedding(mask_zero=True): the mask reaches the first RNN and, propagated by it, the
     next ones; a right-padded batch gives what each unpadded sequence gives alone."""
-    model = _masked_model(tfrnn.keras)
+    model = _masked_model(tfrnn.tf_keras)
     model.set_weights(trained_tf_keras_reference["initial"])
     ids, lengths = _padded_ids(7, 4, TIME)
     batch = model(ids).numpy()
@@ -256,7 +257,7 @@ def _stateful_model(module, stateful, batch_size=None):
 
 
 def test_stateful_predictions_on_chunks_equal_the_whole_sequence():
-    stateful = _stateful_model(tfrnn.keras, True, STATEFUL_BATCH)
+    stateful = _stateful_model(tfrnn.tf_keras, True, STATEFUL_BATCH)
     layer = stateful.layers[1]
     stateless = _stateful_model(tf_keras.layers, False)
     stateless.set_weights(stateful.get_weights())
@@ -287,7 +288,7 @@ def test_stateful_predictions_on_chunks_equal_the_whole_sequence():
 def test_stateful_fit_on_consecutive_chunks_matches_tf_keras():
     """fit(shuffle=False) over consecutive chunks of B streams, against tf-keras' stateful
     twin; then the trained stateful model predicts the whole streams chunk by chunk."""
-    ours = _stateful_model(tfrnn.keras, True, STATEFUL_BATCH)
+    ours = _stateful_model(tfrnn.tf_keras, True, STATEFUL_BATCH)
     theirs = _stateful_model(tf_keras.layers, True, STATEFUL_BATCH)
     ours.set_weights(theirs.get_weights())
     streams = random_array(13, STATEFUL_BATCH, 6, FEATURES)
@@ -314,7 +315,7 @@ def test_stateful_fit_on_consecutive_chunks_matches_tf_keras():
 
 
 def test_states_are_non_trainable_variables_outside_the_weight_list():
-    model = _stateful_model(tfrnn.keras, True, STATEFUL_BATCH)
+    model = _stateful_model(tfrnn.tf_keras, True, STATEFUL_BATCH)
     layer = model.layers[1]
     assert [v.shape.as_list() for v in layer.states] == [[STATEFUL_BATCH, UNITS]] * 2
     assert all(not v.trainable for v in layer.states)
@@ -360,7 +361,7 @@ def test_keras3_cells_train_inside_a_tf_keras_model():
 
     cells = [Keras3Cell(4), Keras3Cell(3)]
     x = tf_keras.Input((None, FEATURES))
-    model = tf_keras.Model(x, tfrnn.keras.RNN(cells, return_sequences=True)(x))
+    model = tf_keras.Model(x, tfrnn.tf_keras.RNN(cells, return_sequences=True)(x))
     inputs = random_array(15, BATCH, TIME, FEATURES)
     expected = keras.layers.RNN(cells, return_sequences=True)(inputs)  # same cell objects
     assert_close(model(inputs), np.asarray(expected), 1e-5, "outputs")
@@ -386,7 +387,7 @@ BIDIRECTIONAL_MATRIX = all_pairs(
 
 @pytest.mark.parametrize("case", BIDIRECTIONAL_MATRIX, ids=case_id)
 def test_bidirectional_matches_tf_keras(case):
-    """Bidirectional around tfrnn.keras.LSTM in a functional model with symbolic initial
+    """Bidirectional around tfrnn.tf_keras.LSTM in a functional model with symbolic initial
     states, against the same model around tf_keras.layers.LSTM."""
 
     def model(lstm_class, **options):
@@ -402,7 +403,7 @@ def test_bidirectional_matches_tf_keras(case):
         y = tf_keras.layers.Bidirectional(layer, merge_mode=case["merge_mode"])(masked, **kwargs)
         return tf_keras.Model(inputs, y)
 
-    ours = model(tfrnn.keras.LSTM, jit_compile=case["jit_compile"])
+    ours = model(tfrnn.tf_keras.LSTM, jit_compile=case["jit_compile"])
     theirs = model(tf_keras.layers.LSTM)
     ours.set_weights(theirs.get_weights())
     sequence = random_array(17, BATCH, TIME, FEATURES)
@@ -428,7 +429,7 @@ def test_symbolic_initial_state_and_constants_reach_a_keras_cell():
 
     cell = ConstantCell(UNITS)  # one cell (one set of weights) in both models
     x, h, scale = (tf_keras.Input(shape) for shape in ((None, FEATURES), (UNITS,), (UNITS,)))
-    ours = tf_keras.Model([x, h, scale], tfrnn.keras.RNN(cell)(x, initial_state=h, constants=scale))
+    ours = tf_keras.Model([x, h, scale], tfrnn.tf_keras.RNN(cell)(x, initial_state=h, constants=scale))
     theirs = tf_keras.Model([x, h, scale], tf_keras.layers.RNN(cell)(x, initial_state=h, constants=scale))
     data = [random_array(19, BATCH, TIME, FEATURES), random_array(20, BATCH, UNITS),
             random_array(21, BATCH, UNITS)]
@@ -487,9 +488,9 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     generic RNN and a stateful GRU (whose states are saved too) reproduce outputs exactly."""
     x = tf_keras.Input((None,), dtype="int32", batch_size=2)
     h = tf_keras.layers.Embedding(10, 4, mask_zero=True)(x)
-    h = tf_keras.layers.Bidirectional(tfrnn.keras.LSTM(3, return_sequences=True, kernel_regularizer="l2"))(h)
-    h = tfrnn.keras.RNN([tfrnn.SimpleRNNCell(4), tfrnn.GRUCell(3)], return_sequences=True)(h)
-    h = tfrnn.keras.GRU(5, stateful=True, reset_after=False)(h)
+    h = tf_keras.layers.Bidirectional(tfrnn.tf_keras.LSTM(3, return_sequences=True, kernel_regularizer="l2"))(h)
+    h = tfrnn.tf_keras.RNN([tfrnn.SimpleRNNCell(4), tfrnn.GRUCell(3)], return_sequences=True)(h)
+    h = tfrnn.tf_keras.GRU(5, stateful=True, reset_after=False)(h)
     model = tf_keras.Model(x, tf_keras.layers.Dense(2)(h))
     first, _ = _padded_ids(22, 2, TIME)
     next_chunk, _ = _padded_ids(24, 2, TIME)
@@ -514,12 +515,272 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
         assert {"tfrnn.tf_keras.layers.RNN", "tfrnn.tf_keras.layers.GRU"} <= set(entry["classes"]), name
 
 
+# -- drop-in for tf-keras users (issue 12): each case against tf-keras' own result --------------
+
+
+def test_deepcopy_of_a_called_layer_matches_tf_keras():
+    """A copy of a called layer computes the same, with its own variables (states too); a
+    copy of an unbuilt layer builds its own weights, as in tf-keras."""
+    inputs = random_array(30, BATCH, TIME, FEATURES)
+    for layers in (tf_keras.layers, tfrnn.tf_keras):
+        original = layers.GRU(UNITS, stateful=True, return_sequences=True)
+        expected = original(inputs).numpy()
+        copied = copy.deepcopy(original)
+        assert not {id(v) for v in copied.weights + list(copied.states)} & {
+            id(v) for v in original.weights + list(original.states)}, layers.__name__
+        assert_close(copied.states[0], original.states[0], 0.0, layers.__name__)
+        original.reset_states()
+        copied.reset_states()
+        assert_close(copied(inputs), expected, 0.0, f"{layers.__name__} copy")
+        assert np.abs(original.states[0].numpy()).max() == 0.0  # the copy's call left it alone
+        unbuilt = copy.deepcopy(layers.LSTM(UNITS))
+        assert unbuilt(inputs).shape == (BATCH, UNITS) and len(unbuilt.weights) == 3
+
+
+def _ragged_sequences():
+    rows = [random_array(31, 2, FEATURES), random_array(32, 5, FEATURES), random_array(33, 3, FEATURES)]
+    return tf.RaggedTensor.from_row_lengths(np.concatenate(rows), [2, 5, 3])
+
+
+@pytest.mark.parametrize("return_sequences, go_backwards", [(False, False), (True, False), (False, True), (True, True)])
+def test_ragged_inputs_in_a_functional_model_match_tf_keras(return_sequences, go_backwards):
+    """tf_keras.Input(ragged=True): a ragged sequence back (its row lengths), or the last
+    output; unroll and a mask refused, as tf-keras refuses them."""
+    ours, theirs = twin_layers("gru", return_sequences=return_sequences, go_backwards=go_backwards)
+    copy_weights(ours, theirs, (None, None, FEATURES))
+    results = []
+    for layer in (ours, theirs):
+        x = tf_keras.Input((None, FEATURES), ragged=True)
+        results.append(tf_keras.Model(x, layer(x)).predict_on_batch(_ragged_sequences()))
+    if return_sequences:
+        assert [type(r).__name__ for r in results] == ["RaggedTensor"] * 2
+        np.testing.assert_array_equal(results[0].row_lengths(), results[1].row_lengths())
+        results = [r.flat_values for r in results]
+    assert_close(results[0], results[1], 1e-5)
+    for layers in (tfrnn.tf_keras, tf_keras.layers):
+        with pytest.raises(ValueError):
+            layers.GRU(UNITS, unroll=True)(_ragged_sequences())
+        with pytest.raises(ValueError):
+            layers.GRU(UNITS)(_ragged_sequences(), mask=tf.ones([3, 5], tf.bool))
+
+
+def test_a_float_mask_matches_tf_keras():
+    ours, theirs = twin_layers("lstm", return_sequences=True)
+    inputs = random_array(34, BATCH, TIME, FEATURES)
+    copy_weights(ours, theirs, inputs.shape)
+    mask = random_mask(35, BATCH, TIME).astype(np.float32)
+    assert_close(ours(inputs, mask=mask), theirs(inputs, mask=mask), 1e-5)
+
+
+def test_constants_are_counted_configured_and_found_in_a_flat_call_as_in_tf_keras():
+    """`constants=` records num_constants (in the config), so the flat `[x, c]` call of a
+    rebuilt layer finds them; a stack passes them only to the cells that take them."""
+    from keras_twins import CellWithConstants
+
+    data = [random_array(36, BATCH, TIME, FEATURES), random_array(37, BATCH, 2)]
+    outputs = []
+    for layers in (tfrnn.tf_keras, tf_keras.layers):
+        x, c = tf_keras.Input((None, FEATURES)), tf_keras.Input((2,))
+        layer = layers.RNN(CellWithConstants(UNITS, 2))
+        model = tf_keras.Model([x, c], layer(x, constants=c))
+        if outputs:
+            model.set_weights(outputs[0][1])
+        config = layer.get_config()
+        assert config["num_constants"] == 1
+        with tf_keras.utils.CustomObjectScope({"CellWithConstants": CellWithConstants}):
+            flat = type(layer).from_config(config)
+        flat_model = tf_keras.Model([x, c], flat([x, c]))
+        flat_model.set_weights(model.get_weights())
+        assert_close(flat_model(data), model(data), 0.0, f"{layers.__name__} flat call")
+        outputs.append((model(data).numpy(), model.get_weights()))
+    assert_close(outputs[0][0], outputs[1][0], 1e-5, "against tf-keras")
+    ours, theirs = twin_layers("stacked")
+    copy_weights(ours, theirs, data[0].shape)
+    constants = tf.constant(data[1])
+    assert_close(ours(data[0], constants=constants), theirs(data[0], constants=constants), 1e-5, "stack")
+
+
+def test_stacked_states_are_nested_per_cell_as_in_tf_keras():
+    """return_state gives `[output, [h1, c1], h2]`, eagerly and symbolically; `states` and
+    initial states take the same nesting."""
+    ours, theirs = twin_layers("stacked", return_state=True)
+    inputs = random_array(38, BATCH, TIME, FEATURES)
+    copy_weights(ours, theirs, inputs.shape)
+    expected, results = theirs(inputs), ours(inputs)
+    tf.nest.assert_same_structure(results, expected)
+    assert_all_close(results, expected, 1e-5)
+    assert_all_close(ours(inputs, initial_state=expected[1:]), theirs(inputs, initial_state=expected[1:]), 1e-5)
+    x = tf_keras.Input((None, FEATURES))
+    symbolic = [ours(x), theirs(x)]
+    tf.nest.assert_same_structure(symbolic[0], symbolic[1])
+    assert [t.shape.as_list() for t in tf.nest.flatten(symbolic[0])] == [
+        t.shape.as_list() for t in tf.nest.flatten(symbolic[1])]
+    assert ours.states == theirs.states == ([None, None], None)
+
+
+def test_states_of_layers_that_are_not_stateful_are_nones_as_in_tf_keras():
+    for kind in ("simple", "lstm", "stacked"):
+        ours, theirs = twin_layers(kind)
+        assert ours.states == theirs.states, kind
+        ours.states = theirs.states = [tf.ones([1, UNITS])]
+        assert ours.states is not None and len(ours.states) == len(theirs.states) == 1
+    # Bidirectional reads the wrapped layer's `states` for its state masks.
+    x = tf_keras.Input((None, FEATURES))
+    outputs = tf_keras.layers.Bidirectional(tfrnn.tf_keras.LSTM(UNITS, return_state=True))(x)
+    assert len(outputs) == 5
+
+
+def test_stateful_states_come_from_a_keras_cells_get_initial_state_as_in_tf_keras():
+    """tf-keras asks the cell with the dtype's name (np.ones(..., dtype=dtype) works); after
+    reset_states() tfrnn starts from the cell's initial state again, where tf-keras zeroes."""
+
+    class OnesCell(tf_keras.layers.AbstractRNNCell):
+        state_size = 1
+        output_size = 2
+
+        def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
+            return np.ones((batch_size, 1), dtype=dtype)
+
+        def call(self, inputs, states):
+            return inputs, [states[0] + 1.0]
+
+    x = np.ones((4, 3, 2), np.float32)
+    states = {}
+    for layers in (tfrnn.tf_keras, tf_keras.layers):
+        layer = layers.RNN(OnesCell(), stateful=True, return_state=True)
+        inputs = tf_keras.Input((3, 2), batch_size=4)
+        output, state = tf_keras.Model(inputs, layer(inputs)).predict_on_batch(x)
+        assert_close(output, x[:, -1], 0.0, layers.__name__)
+        assert_close(state, np.full((4, 1), 4.0), 0.0, layers.__name__)
+        layer.reset_states()
+        states[layers.__name__] = layer.states[0].numpy()
+    assert_close(states["tfrnn.tf_keras"], np.ones((4, 1)), 0.0, "tfrnn: the cell's initial state")
+    assert_close(states["tf_keras.layers"], np.zeros((4, 1)), 0.0, "tf-keras: zeros")
+
+
+def test_reset_states_refuses_what_tf_keras_refuses():
+    for layers in (tfrnn.tf_keras, tf_keras.layers):
+        with pytest.raises(AttributeError, match="Layer must be stateful"):
+            layers.LSTM(UNITS).reset_states()
+        with pytest.raises(ValueError, match="it needs to know its batch size"):
+            layers.LSTM(UNITS, stateful=True).reset_states()
+    # tfrnn also takes the states before the first call (their batch is the layer's).
+    layer = tfrnn.tf_keras.LSTM(UNITS, stateful=True)
+    layer.reset_states(states=[np.ones([BATCH, UNITS])] * 2)
+    assert [v.shape.as_list() for v in layer.states] == [[BATCH, UNITS]] * 2
+
+
+class _ScaledStack(tf_keras.layers.StackedRNNCells):
+    """A tf-keras stack subclass whose own `call` doubles the output."""
+
+    def call(self, inputs, states, constants=None, training=None, **kwargs):
+        output, new_states = super().call(inputs, states, constants=constants, training=training, **kwargs)
+        return output * 2.0, new_states
+
+
+def test_a_tf_keras_stack_subclass_is_kept_with_its_call_and_state_order():
+    """A tf-keras StackedRNNCells (subclass) stays the cell: its `call` runs and
+    `reverse_state_order` orders the states, as tf-keras' RNN runs it."""
+    def stack():
+        # Cells of equal state sizes: tf-keras' own reversed repacking fails on others.
+        return _ScaledStack([tf_keras.layers.LSTMCell(UNITS), tf_keras.layers.LSTMCell(UNITS)],
+                            reverse_state_order=True)
+
+    ours, theirs = tfrnn.tf_keras.RNN(stack(), return_state=True), tf_keras.layers.RNN(stack(), return_state=True)
+    inputs = random_array(39, BATCH, TIME, FEATURES)
+    copy_weights(ours, theirs, inputs.shape)
+    assert isinstance(ours.cell, _ScaledStack) and ours.cell.state_size == theirs.cell.state_size
+    expected, results = theirs(inputs), ours(inputs)
+    tf.nest.assert_same_structure(results, expected)
+    assert_all_close(results, expected, 1e-5)
+
+
+def _nested_twins(state_type=None, **options):
+    """`(ours, theirs)` RNNs of the guide's NestedCell, built and holding the same weights;
+    and (x1, x2) data. (Stacks of nested cells are not covered: the core's StackedRNNCells
+    builds its cells for one input shape.)"""
+    from keras_twins import NestedCell
+
+    ours = tfrnn.tf_keras.RNN(NestedCell(2, 3, 4, state_type), **options)
+    theirs = tf_keras.layers.RNN(NestedCell(2, 3, 4, state_type), **options)
+    batch = options.get("stateful") and BATCH
+    shapes = (tf.TensorShape([batch or None, TIME, FEATURES]), tf.TensorShape([batch or None, TIME, 2, 5]))
+    for layer in (theirs, ours):
+        layer.build(shapes)
+    ours.set_weights(theirs.get_weights())
+    data = (random_array(40, BATCH, TIME, FEATURES), random_array(41, BATCH, TIME, 2, 5))
+    return ours, theirs, data
+
+
+NESTED_MATRIX = all_pairs(
+    {
+        "state_type": (None, "namedtuple"),
+        "return_sequences": (False, True),
+        "return_state": (False, True),
+        "stateful": (False, True),
+        "input_type": ("tuple", "namedtuple"),
+    }
+)
+
+
+@pytest.mark.parametrize("case", NESTED_MATRIX, ids=case_id)
+def test_nested_inputs_outputs_and_states_match_tf_keras(case):
+    """The Keras RNN guide's nested cell (tuple or namedtuple inputs and states):
+    the same results, nested the same, eagerly and in a functional model."""
+    import collections
+
+    pair = collections.namedtuple("Pair", ["t1", "t2"])
+    state_type = collections.namedtuple("State", ["s1", "s2"]) if case["state_type"] else None
+    options = {k: case[k] for k in ("return_sequences", "return_state", "stateful")}
+    ours, theirs, data = _nested_twins(state_type, **options)
+    if case["input_type"] == "namedtuple":
+        data = pair(*data)
+    expected, results = theirs(data), ours(data)
+    tf.nest.assert_same_structure(results, expected)
+    assert_all_close(results, expected, 1e-5)
+    inputs = tuple(tf_keras.Input(x.shape[1:], batch_size=BATCH if case["stateful"] else None) for x in data)
+    if case["input_type"] == "namedtuple":
+        inputs = pair(*inputs)
+    symbolic = ours(inputs), theirs(inputs)
+    assert [t.shape.as_list() for t in tf.nest.flatten(symbolic[0])] == [
+        t.shape.as_list() for t in tf.nest.flatten(symbolic[1])]
+
+
+def test_nested_initial_states_are_taken_as_tf_keras_takes_them():
+    ours, theirs, data = _nested_twins(return_state=True, return_sequences=True)
+    states = (tf.constant(random_array(42, BATCH, 2)), tf.constant(random_array(43, BATCH, 3, 4)))
+    assert_all_close(ours(data, initial_state=states), theirs(data, initial_state=states), 1e-5)
+    x1, x2, s1, s2 = (tf_keras.Input(tuple(v.shape[1:])) for v in (*data, *states))
+    models = [tf_keras.Model([x1, x2, s1, s2], layer((x1, x2), initial_state=(s1, s2))[:2]) for layer in (ours, theirs)]
+    assert models[0].output_shape == models[1].output_shape == [(None, TIME, 2), (None, TIME, 3, 4)]
+    assert_all_close(models[0]([*data, *states]), models[1]([*data, *states]), 1e-5)
+
+
+def test_cells_sized_in_build_and_stateless_cells_match_tf_keras():
+    """A cell that sets output_size in build() (with a mask and an initial state), and one
+    without states (`state_size = ((), [], ())`)."""
+    from keras_twins import BuildTimeSizesCell, StatelessCell
+
+    x_np = np.array([[[1.0], [2.0], [0.0]]], np.float32)
+    results = []
+    for layers in (tfrnn.tf_keras, tf_keras.layers):
+        x, s = tf_keras.Input((3, 1)), tf_keras.Input((1,))
+        y, state = layers.RNN(BuildTimeSizesCell(1), return_state=True)(tf_keras.layers.Masking()(x), initial_state=s)
+        results.append(tf_keras.Model([x, s], [y, state]).predict_on_batch([x_np, np.array([[10.0]], np.float32)]))
+        cell = StatelessCell()
+        x = tf_keras.Input((None, FEATURES))
+        y = layers.RNN(cell)(x, initial_state=tf.nest.map_structure(lambda _: None, cell.state_size))
+        results.append(tf_keras.Model(x, y).predict_on_batch(random_array(44, BATCH, TIME, FEATURES)))
+    assert_all_close(results[:2], results[2:], 0.0)
+    assert_close(results[0][1], [[12.0]], 0.0, "1 added twice: the masked step carries the state")
+
+
 # -- bad input: a ValueError/TypeError naming the argument, expected vs. received ------------
 
 
 @pytest.fixture(scope="module")
 def built_lstm():
-    layer = tfrnn.keras.LSTM(UNITS, name="lstm_bad_input")
+    layer = tfrnn.tf_keras.LSTM(UNITS, name="lstm_bad_input")
     layer(np.zeros([BATCH, TIME, FEATURES], np.float32))
     return layer
 
@@ -568,7 +829,7 @@ def test_load_own_variables_with_the_wrong_count_changes_nothing(built_lstm):
         (lambda layer: layer.compute_output_shape((None, FEATURES)), ValueError,
          r"inputs of lstm_bad_input must have rank >= 3, \[batch, timesteps, features...\], "
          r"got input_shape \(None, 4\)"),
-        (lambda layer: layer.reset_states(), ValueError, "reset_state\\(\\) is for stateful RNNs"),
+        (lambda layer: layer.reset_states(), AttributeError, "Layer must be stateful. .* stateful=False"),
     ],
     ids=["rank", "mask-time", "initial-state", "output-shape-rank", "reset-stateless"],
 )
@@ -580,11 +841,11 @@ def test_bad_calls_are_named(built_lstm, call, error, message):
 def test_stateful_layer_needs_a_fixed_batch_size():
     with pytest.raises(ValueError, match=r"lstm_unbatched is stateful, so it needs a fixed batch "
                                          r"size, got input_shape \(None, None, 4\) .* batch_size="):
-        tfrnn.keras.LSTM(UNITS, stateful=True, name="lstm_unbatched")(tf_keras.Input((None, FEATURES)))
+        tfrnn.tf_keras.LSTM(UNITS, stateful=True, name="lstm_unbatched")(tf_keras.Input((None, FEATURES)))
 
 
 def test_stateful_layer_rejects_other_batch_sizes_and_bad_states():
-    layer = tfrnn.keras.GRU(UNITS, stateful=True)
+    layer = tfrnn.tf_keras.GRU(UNITS, stateful=True)
     layer(np.ones([2, TIME, FEATURES], np.float32))
     before = [v.numpy() for v in layer.states]
     with pytest.raises(ValueError, match="holds states for batch size 2, got inputs with batch size 3"):
@@ -597,13 +858,13 @@ def test_stateful_layer_rejects_other_batch_sizes_and_bad_states():
 @pytest.mark.parametrize(
     "make, error, message",
     [
-        (lambda: tfrnn.keras.LSTM(UNITS, time_major="yes"), TypeError, "time_major must be a bool, got str"),
-        (lambda: tfrnn.keras.GRU(UNITS, return_sequences=1), TypeError, "return_sequences must be a bool, got int"),
-        (lambda: tfrnn.keras.LSTM(UNITS, implementation=3), ValueError, "implementation must be 1 or 2, got 3"),
-        (lambda: tfrnn.keras.SimpleRNN(0), ValueError, "units must be a positive int, got 0"),
-        (lambda: tfrnn.keras.LSTM(UNITS, dropout=1.5), ValueError, r"dropout must be in \[0, 1\), got 1.5"),
-        (lambda: tfrnn.keras.RNN(object()), TypeError, "cell must have a call"),
-        (lambda: tfrnn.keras.RNN.from_config({"cell": {"module": "tfrnn", "class_name": "Nope", "config": {}}}),
+        (lambda: tfrnn.tf_keras.LSTM(UNITS, time_major="yes"), TypeError, "time_major must be a bool, got str"),
+        (lambda: tfrnn.tf_keras.GRU(UNITS, return_sequences=1), TypeError, "return_sequences must be a bool, got int"),
+        (lambda: tfrnn.tf_keras.LSTM(UNITS, implementation=3), ValueError, "implementation must be 1 or 2, got 3"),
+        (lambda: tfrnn.tf_keras.SimpleRNN(0), ValueError, "units must be a positive int, got 0"),
+        (lambda: tfrnn.tf_keras.LSTM(UNITS, dropout=1.5), ValueError, r"dropout must be in \[0, 1\), got 1.5"),
+        (lambda: tfrnn.tf_keras.RNN(object()), TypeError, "cell must have a call"),
+        (lambda: tfrnn.tf_keras.RNN.from_config({"cell": {"module": "tfrnn", "class_name": "Nope", "config": {}}}),
          ValueError, "cell config names an unknown tfrnn cell 'Nope'"),
     ],
     ids=["time-major", "flag", "implementation", "units", "dropout", "cell", "config-cell"],
@@ -621,4 +882,4 @@ def test_cells_without_a_config_cannot_be_serialized():
             return states[0], states
 
     with pytest.raises(NotImplementedError, match="cell PlainCell cannot be serialized: it has no get_config"):
-        tfrnn.keras.RNN(PlainCell()).get_config()
+        tfrnn.tf_keras.RNN(PlainCell()).get_config()

@@ -1,5 +1,6 @@
 """The command-line tools, run as a user runs them: export, run without tfrnn, convert, errors."""
 
+import importlib
 import os
 import pathlib
 import subprocess
@@ -126,10 +127,13 @@ def test_the_convert_tool_writes_a_checked_tflite_model(exported):
     assert_close(np.load(work / "lite_outputs.npy"), model(inputs), 1e-4, "LiteRT")
 
 
-def test_a_keras_model_file_exports_and_saved_model_cli_reads_it(tmp_path):
-    tokens = tf_keras.Input((None,), dtype="int32")
-    hidden = tf_keras.layers.Embedding(9, 3, mask_zero=True)(tokens)
-    model = tf_keras.Model(tokens, tfrnn.keras.LSTM(4, seed=3)(hidden))
+@pytest.mark.parametrize("flavour", ["tf_keras", "keras"])
+def test_a_keras_model_file_exports_and_saved_model_cli_reads_it(tmp_path, flavour):
+    """A `.keras` file of either Keras: `tfrnn.tf_keras` or `tfrnn.keras` layers."""
+    keras_module = importlib.import_module(flavour)
+    tokens = keras_module.Input((None,), dtype="int32")
+    hidden = keras_module.layers.Embedding(9, 3, mask_zero=True)(tokens)
+    model = keras_module.Model(tokens, getattr(tfrnn, flavour).LSTM(4, seed=3)(hidden))
     model.save(tmp_path / "model.keras")
     process = run_tool("export_savedmodel", "--model", tmp_path / "model.keras", "--out", tmp_path / "export")
     assert process.returncode == 0, process.stderr

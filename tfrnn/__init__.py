@@ -53,7 +53,7 @@ _LAZY = {
     "export": "tfrnn.export",
     "tflite": "tfrnn.tflite",
     "tf_keras": "tfrnn.tf_keras",
-    "keras": "tfrnn.tf_keras",
+    "keras": "tfrnn.keras",
 }
 
 
@@ -70,7 +70,13 @@ def _register_tf_keras_layers():
     importlib.import_module("tfrnn.tf_keras")
 
 
+def _register_keras_layers():
+    importlib.import_module("tfrnn.keras")
+
+
 when_imported("tf_keras", _register_tf_keras_layers)
+# TensorFlow 2.21 imports Keras 3 itself, so this usually runs at `import tfrnn`.
+when_imported("keras", _register_keras_layers)
 
 
 def __dir__():

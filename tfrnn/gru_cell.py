@@ -67,10 +67,7 @@ class GRUCell(BuiltinCell):
         **kwargs,
     ):
         super().__init__(units, **kwargs)
-        self.activation_name = activations.name_of(activation)
-        self.recurrent_activation_name = activations.name_of(recurrent_activation)
-        self.activation = activations.get(activation)
-        self.recurrent_activation = activations.get(recurrent_activation)
+        self.set_activations(activation, recurrent_activation)
         self.reset_after = bool(reset_after)
         self.state_size = self.units
         self.output_size = self.units

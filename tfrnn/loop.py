@@ -5,6 +5,10 @@ It creates no variables and has no Python side effects, so it traces the same ea
 while-loop path uses `maximum_iterations` and fixed-size `TensorArray`s (what XLA needs to
 compile the loop and its gradient), the unrolled path a Python loop over a static time axis.
 
+Inputs and outputs may be nests (tuples, namedtuples, dicts, lists) of tensors: each step
+gets the inputs' nest for its timestep and returns the outputs' nest; the loop works on the
+flat lists.
+
 Masking follows Keras exactly: on a masked step every state carries over unchanged and the
 output repeats the previous output (zeros before the first unmasked step); with
 `zero_output_for_mask=True` the masked entries of the returned *sequence* are zeros instead.
@@ -14,83 +18,199 @@ keras#17596, which tfrnn does not copy).
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 
 from tfrnn._core.time_axis import time_major, where_unmasked
 
-StepFn = Callable[[tf.Tensor, list], tuple[tf.Tensor, list]]
+StepFn = Callable[[Any, list], tuple[Any, list]]
 
 
 class LoopResult(NamedTuple):
-    """What `rnn_loop` returns (batch-major)."""
+    """What `rnn_loop` returns (batch-major, outputs in the nest of `output_spec`)."""
 
-    last_output: tf.Tensor
+    last_output: Any
     """`[batch, *output_shape]`: the output of the last unmasked step."""
-    outputs: Optional[tf.Tensor]
+    outputs: Optional[Any]
     """`[batch, time, *output_shape]` in processing order, or `None` unless requested."""
     final_states: list
     """The states after the last step, in the order of `initial_states`."""
 
 
-def _checked_step(
-    step_fn: StepFn,
-    x_t: tf.Tensor,
-    states: list,
-    output_spec: tf.TensorSpec,
-) -> tuple[tf.Tensor, list]:
-    """Runs one step and checks its results against the loop's fixed shapes and dtypes."""
-    output, new_states = step_fn(x_t, states)
-    output = tf.convert_to_tensor(output)
-    if not output.shape.is_compatible_with(output_spec.shape) or output.dtype != output_spec.dtype:
-        raise ValueError(
-            f"the cell's output has shape {output.shape} and dtype {output.dtype.name}, but its "
-            f"output_size says {output_spec.shape} of {output_spec.dtype.name}"
-        )
-    output.set_shape(output_spec.shape)
-    new_states = list(new_states)
-    if len(new_states) != len(states):
-        raise ValueError(
-            f"the cell returned {len(new_states)} new states for {len(states)} states; "
-            "a cell must return one new state per state in its state_size"
-        )
+def _checked(values: list, specs: Sequence, what: str, expected: Callable[[Any], str]) -> list:
+    """`values` as tensors of the loop's fixed shapes and dtypes (`specs`), or a ValueError.
+
+    `expected(spec)` says where a spec comes from, for the message.
+    """
     checked = []
-    for index, (state, new_state) in enumerate(zip(states, new_states)):
-        new_state = tf.convert_to_tensor(new_state)
-        if not new_state.shape.is_compatible_with(state.shape) or new_state.dtype != state.dtype:
+    for index, (value, spec) in enumerate(zip(values, specs)):
+        value = tf.convert_to_tensor(value)
+        if not value.shape.is_compatible_with(spec.shape) or value.dtype != spec.dtype:
+            name = what if what == "output" and len(specs) == 1 else f"{what} {index}"
             raise ValueError(
-                f"the cell's new state {index} has shape {new_state.shape} and dtype "
-                f"{new_state.dtype.name}, but the state has shape {state.shape} and dtype "
-                f"{state.dtype.name} (from the cell's state_size)"
+                f"the cell's {name} has shape {value.shape} and dtype {value.dtype.name}, but "
+                f"{expected(spec)}"
             )
-        new_state.set_shape(state.shape)
-        checked.append(new_state)
-    return output, checked
+        value.set_shape(spec.shape)
+        checked.append(value)
+    return checked
+
+
+class _MaskedStep:
+    """One step of the loop: the cell's step, checked, then Keras' masking rules."""
+
+    def __init__(self, step_fn, input_structure, output_spec, mask_tm, zero_output_for_mask, zeros):
+        self.step_fn = step_fn
+        self.input_structure = input_structure
+        self.output_spec = output_spec
+        self.output_specs = tf.nest.flatten(output_spec)
+        self.mask_tm = mask_tm
+        self.zero_output_for_mask = zero_output_for_mask
+        self.zeros = zeros
+
+    def __call__(self, t, flat_x_t, prev_outputs, states):
+        """`(carried outputs, sequence outputs, new states)`, flat lists."""
+        x_t = tf.nest.pack_sequence_as(self.input_structure, flat_x_t)
+        output, new_states = self.step_fn(x_t, list(states))
+        flat_output = tf.nest.flatten(output)
+        if len(flat_output) != len(self.output_specs):
+            raise ValueError(
+                f"the cell returned {len(flat_output)} outputs, but its output_size gives "
+                f"{len(self.output_specs)} ({self.output_spec})"
+            )
+        outputs = _checked(
+            flat_output, self.output_specs, "output",
+            lambda spec: f"its output_size says {spec.shape} of {spec.dtype.name}",
+        )  # fmt: skip
+        new_states = tf.nest.flatten(new_states)
+        if len(new_states) != len(states):
+            raise ValueError(
+                f"the cell returned {len(new_states)} new states for {len(states)} states; "
+                "a cell must return one new state per state in its state_size"
+            )
+        state_specs = [tf.TensorSpec(s.shape, s.dtype) for s in states]
+        new_states = _checked(
+            new_states, state_specs, "new state",
+            lambda spec: f"the state has shape {spec.shape} and dtype {spec.dtype.name} (from the "
+            "cell's state_size)",
+        )  # fmt: skip
+        if self.mask_tm is None:
+            return outputs, outputs, new_states
+        mask_t = tf.gather(self.mask_tm, t)
+        new_states = [where_unmasked(mask_t, new, old) for new, old in zip(new_states, states)]
+        carried = [where_unmasked(mask_t, o, prev) for o, prev in zip(outputs, prev_outputs)]
+        sequence = carried
+        if self.zero_output_for_mask:
+            sequence = [where_unmasked(mask_t, o, zero) for o, zero in zip(outputs, self.zeros)]
+        return carried, sequence, new_states
+
+
+def _zero_outputs(specs: Sequence[tf.TensorSpec], batch: tf.Tensor) -> list:
+    zeros = []
+    for spec in specs:
+        if spec.shape.is_fully_defined():
+            # A static shape stays static in the graph (TFLite's builtins need that).
+            zeros.append(tf.zeros(spec.shape, spec.dtype))
+            continue
+        zero = tf.zeros(tf.concat([[batch], spec.shape[1:].as_list()], 0), spec.dtype)
+        zero.set_shape(spec.shape)
+        zeros.append(zero)
+    return zeros
+
+
+def _unrolled(step, flat_inputs_tm, timesteps, first_outputs, states, return_sequences):
+    """The loop unrolled over a static time axis: `(last outputs, sequences, final states)`."""
+    if timesteps is None:
+        raise ValueError(
+            "unroll=True needs a static number of timesteps, got inputs of shape "
+            f"{time_major(flat_inputs_tm[0]).shape}; use unroll=False for a variable number of timesteps"
+        )
+    unstacked = [tf.unstack(x, num=timesteps) for x in flat_inputs_tm]
+    prev_outputs, sequences = first_outputs, []
+    for t in range(timesteps):
+        prev_outputs, sequence_outputs, states = step(t, [x[t] for x in unstacked], prev_outputs, states)
+        sequences.append(sequence_outputs)
+    if not return_sequences:
+        return prev_outputs, None, states
+    stacked = [time_major(tf.stack([s[i] for s in sequences])) for i in range(len(prev_outputs))]
+    return prev_outputs, stacked, states
+
+
+def _collectors(specs, zeros, timesteps, return_sequences, dense_outputs) -> list:
+    """Where the while loop writes each output's sequence."""
+    collected = []
+    for spec, zero in zip(specs, zeros):
+        if dense_outputs:
+            shape = tf.concat([[timesteps], tf.shape(zero)], 0) if return_sequences else [0]
+            collected.append(tf.zeros(shape, spec.dtype))
+        else:
+            size = timesteps if return_sequences else 0
+            collected.append(tf.TensorArray(spec.dtype, size=size, element_shape=spec.shape))
+    return collected
+
+
+def _while(step, flat_inputs_tm, timesteps, first_outputs, states, specs, zeros, return_sequences, dense_outputs):
+    """The `tf.while_loop`: `(last outputs, sequences, final states)`."""
+    if timesteps is None:
+        timesteps = tf.shape(flat_inputs_tm[0])[0]
+    collected = _collectors(specs, zeros, timesteps, return_sequences, dense_outputs)
+    count = len(specs)
+
+    def body(t, prev_outputs, collected, states):
+        x_t = [tf.gather(x, t) for x in flat_inputs_tm]
+        carried, sequence_outputs, new_states = step(t, x_t, list(prev_outputs), list(states))
+        if return_sequences and dense_outputs:
+            collected = [
+                tf.tensor_scatter_nd_update(c, tf.reshape(t, [1, 1]), o[None])
+                for c, o in zip(collected, sequence_outputs)
+            ]
+        elif return_sequences:
+            collected = [c.write(t, o) for c, o in zip(collected, sequence_outputs)]
+        return t + 1, carried, list(collected), new_states
+
+    _, last_outputs, collected, final_states = tf.while_loop(
+        lambda t, *_: t < timesteps,
+        body,
+        (tf.constant(0), list(first_outputs), collected, list(states)),
+        maximum_iterations=timesteps,
+    )
+    sequences = None
+    if return_sequences:
+        sequences = [time_major(c if dense_outputs else c.stack()) for c in collected[:count]]
+    return list(last_outputs), sequences, list(final_states)
 
 
 def rnn_loop(
     step_fn: StepFn,
-    inputs: tf.Tensor,
+    inputs: Any,
     initial_states: Sequence[tf.Tensor],
     *,
-    output_spec: tf.TensorSpec,
+    output_spec: Any,
     mask: Optional[tf.Tensor] = None,
     go_backwards: bool = False,
     unroll: bool = False,
     zero_output_for_mask: bool = False,
     return_sequences: bool = False,
     dense_outputs: bool = False,
-    initial_output: Optional[tf.Tensor] = None,
+    initial_output: Optional[Any] = None,
 ) -> LoopResult:
     """Runs `step_fn` over the time axis of `inputs`.
 
+    >>> step = lambda x_t, states: (x_t + states[0], [x_t + states[0]])
+    >>> result = tfrnn.rnn_loop(step, tf.ones([2, 3, 1]), [tf.zeros([2, 1])],
+    ...                         output_spec=tf.TensorSpec([2, 1]), return_sequences=True)
+    >>> result.outputs[0, :, 0].numpy().tolist()
+    [1.0, 2.0, 3.0]
+
     Args:
-      step_fn: `(inputs_t [batch, ...], prev_states) -> (output_t, new_states)`; `states`
-        is a list of tensors in the order of `initial_states`.
-      inputs: `[batch, time, ...]`.
+      step_fn: `(inputs_t, prev_states) -> (output_t, new_states)`; `inputs_t` is the inputs'
+        nest at one timestep (`[batch, ...]` each), `states` a list of tensors in the order of
+        `initial_states`, `output_t` a nest like `output_spec`.
+      inputs: `[batch, time, ...]`, or a nest of such tensors (one batch and time).
       initial_states: the states before the first step, each `[batch, ...]`.
-      output_spec: shape `[batch, ...]` and dtype of one step's output.
+      output_spec: shape `[batch, ...]` and dtype of one step's output (a nest for nested
+        outputs).
       mask: `[batch, time]` bool; `False` marks a step to skip.
       go_backwards: process the sequence from the last step to the first; the returned
         sequence is in processing order (reversed), as Keras does.
@@ -107,84 +227,25 @@ def rnn_loop(
     Returns:
       A `LoopResult`.
     """
-    inputs_tm = time_major(inputs)
+    flat_inputs_tm = [time_major(x) for x in tf.nest.flatten(inputs)]
     mask_tm = None if mask is None else tf.transpose(mask)
     if go_backwards:
-        inputs_tm = tf.reverse(inputs_tm, [0])
+        flat_inputs_tm = [tf.reverse(x, [0]) for x in flat_inputs_tm]
         mask_tm = None if mask_tm is None else tf.reverse(mask_tm, [0])
-    states = list(initial_states)
-    if output_spec.shape.is_fully_defined():
-        # A static shape stays static in the graph (TFLite's builtins need that).
-        zero_output = tf.zeros(output_spec.shape, output_spec.dtype)
-    else:
-        zero_output = tf.zeros(
-            tf.concat([tf.shape(inputs)[:1], output_spec.shape[1:].as_list()], 0),
-            output_spec.dtype,
-        )
-        zero_output.set_shape(output_spec.shape)
-    first_output = zero_output if initial_output is None else initial_output
-
-    def masked_step(t, x_t, prev_output, states):
-        output, new_states = _checked_step(step_fn, x_t, states, output_spec)
-        if mask_tm is None:
-            return output, output, new_states
-        mask_t = tf.gather(mask_tm, t)
-        new_states = [where_unmasked(mask_t, new, old) for new, old in zip(new_states, states)]
-        carried_output = where_unmasked(mask_t, output, prev_output)
-        sequence_output = carried_output
-        if zero_output_for_mask:
-            sequence_output = where_unmasked(mask_t, output, zero_output)
-        return carried_output, sequence_output, new_states
-
+    specs = tf.nest.flatten(output_spec)
+    zeros = _zero_outputs(specs, tf.shape(flat_inputs_tm[0])[1])
+    first_outputs = zeros if initial_output is None else tf.nest.flatten(initial_output)
+    step = _MaskedStep(step_fn, inputs, output_spec, mask_tm, zero_output_for_mask, zeros)
+    timesteps = flat_inputs_tm[0].shape[0]
     if unroll:
-        timesteps = inputs.shape[1]
-        if timesteps is None:
-            raise ValueError(
-                "unroll=True needs a static number of timesteps, got inputs of shape "
-                f"{inputs.shape}; use unroll=False for a variable number of timesteps"
-            )
-        prev_output = first_output
-        sequence = []
-        for t, x_t in enumerate(tf.unstack(inputs_tm, num=timesteps)):
-            prev_output, sequence_output, states = masked_step(t, x_t, prev_output, states)
-            if return_sequences:
-                sequence.append(sequence_output)
-        outputs = time_major(tf.stack(sequence)) if return_sequences else None
-        return LoopResult(prev_output, outputs, states)
-
-    timesteps = inputs.shape[1]
-    if timesteps is None:
-        timesteps = tf.shape(inputs)[1]
-    if dense_outputs:
-        shape = tf.concat([[timesteps], tf.shape(zero_output)], 0) if return_sequences else [0]
-        collected = tf.zeros(shape, output_spec.dtype)
+        last, sequences, states = _unrolled(
+            step, flat_inputs_tm, timesteps, first_outputs, list(initial_states), return_sequences
+        )
     else:
-        collected = tf.TensorArray(
-            output_spec.dtype,
-            size=timesteps if return_sequences else 0,
-            element_shape=output_spec.shape,
-        )
-
-    def body(t, prev_output, collected, *states):
-        carried_output, sequence_output, new_states = masked_step(
-            t, tf.gather(inputs_tm, t), prev_output, list(states)
-        )
-        if return_sequences and dense_outputs:
-            collected = tf.tensor_scatter_nd_update(
-                collected, tf.reshape(t, [1, 1]), sequence_output[None]
-            )
-        elif return_sequences:
-            collected = collected.write(t, sequence_output)
-        return [t + 1, carried_output, collected] + new_states
-
-    results = tf.while_loop(
-        lambda t, *_: t < timesteps,
-        body,
-        [tf.constant(0), first_output, collected] + states,
-        maximum_iterations=timesteps,
-    )
-    last_output, collected, final_states = results[1], results[2], list(results[3:])
-    outputs = None
-    if return_sequences:
-        outputs = time_major(collected if dense_outputs else collected.stack())
-    return LoopResult(last_output, outputs, final_states)
+        last, sequences, states = _while(
+            step, flat_inputs_tm, timesteps, first_outputs, list(initial_states), specs, zeros,
+            return_sequences, dense_outputs,
+        )  # fmt: skip
+    last_output = tf.nest.pack_sequence_as(output_spec, last)
+    outputs = None if sequences is None else tf.nest.pack_sequence_as(output_spec, sequences)
+    return LoopResult(last_output, outputs, states)

@@ -160,10 +160,7 @@ class LSTMCell(BuiltinCell):
         **kwargs,
     ):
         super().__init__(units, **kwargs)
-        self.activation_name = activations.name_of(activation)
-        self.recurrent_activation_name = activations.name_of(recurrent_activation)
-        self.activation = activations.get(activation)
-        self.recurrent_activation = activations.get(recurrent_activation)
+        self.set_activations(activation, recurrent_activation)
         self.unit_forget_bias = bool(unit_forget_bias)
         self.projection_units = _check_projection_units(projection_units)
         self.projection_initializer = initializers.check(

@@ -24,17 +24,17 @@ from tfrnn._core.arguments import check_bool
 from tfrnn._core.cell_adapter import CellAdapter
 from tfrnn._core.functions import FunctionsByRoute
 from tfrnn._core.stateful import StateVariables
-from tfrnn.cell import RNNCell
 from tfrnn.stacked_cells import StackedRNNCells
 
 
 def as_cell(cell: Any) -> Any:
-    """A list of cells, or another library's stacked cells, become `StackedRNNCells`."""
+    """A list of cells becomes `StackedRNNCells`; any other cell runs as it is.
+
+    Another library's stacked cells (tf-keras' or Keras 3's `StackedRNNCells`, or a subclass)
+    run their own `call`, in their own state order.
+    """
     if isinstance(cell, (list, tuple)):
         return StackedRNNCells(list(cell))
-    foreign_cells = getattr(cell, "cells", None)
-    if not isinstance(cell, RNNCell) and isinstance(foreign_cells, (list, tuple)):
-        return StackedRNNCells(list(foreign_cells))
     return cell
 
 
@@ -118,6 +118,7 @@ class RNN(tf.Module):
         )
         self._seeds: Optional[dropout_lib.SeedStream] = None
         self._feature_shape: Optional[tf.TensorShape] = None
+        self._built_key: Optional[str] = None
         self._functions = FunctionsByRoute(self._traced, reduce_retracing=not self.unroll)
 
     # -- public surface ----------------------------------------------------------------------
@@ -130,12 +131,17 @@ class RNN(tf.Module):
         return list(self._state_variables.state_variables)
 
     @property
-    def input_shape(self) -> Optional[tf.TensorShape]:
-        """`[batch, None, *features]` once built (batch: a stateful RNN's), else `None`."""
+    def input_shape(self) -> Any:
+        """`[batch, None, *features]` once built (batch: a stateful RNN's), else `None`.
+
+        A nest of such shapes for nested inputs.
+        """
         if self._feature_shape is None:
             return None
         batch = self._state_variables.batch_size if self.stateful else None
-        return tf.TensorShape([batch, None]).concatenate(self._feature_shape)
+        return tf.nest.map_structure(
+            lambda features: tf.TensorShape([batch, None]).concatenate(features), self._feature_shape
+        )
 
     @property
     def state_shapes(self) -> list[tf.TensorShape]:
@@ -169,24 +175,37 @@ class RNN(tf.Module):
         """Creates the cell's variables (and a stateful RNN's states) for `input_shape`.
 
         Args:
-          input_shape: `[batch, timesteps, features...]`; a stateful RNN needs the batch.
+          input_shape: `[batch, timesteps, features...]` (a tuple/dict nest of `TensorShape`s
+            for nested inputs); a stateful RNN needs the batch.
         """
-        input_shape = tf.TensorShape(input_shape)
-        if input_shape.rank is None or input_shape.rank < 3:
-            raise ValueError(
-                "inputs must have rank >= 3, [batch, timesteps, features...], got shape "
-                f"{input_shape}"
-            )
-        self._adapter.build(tf.TensorShape([input_shape[0]]).concatenate(input_shape[2:]))
+        input_shape = _as_shapes(input_shape)
+        key = repr(input_shape)
+        if key == self._built_key and not self._needs_states():
+            return  # built for these shapes already (every call builds: keep it cheap)
+        first = tf.nest.flatten(input_shape)[0]
+        # Each step's input: the same nest without the time axis.
+        self._adapter.build(
+            tf.nest.map_structure(lambda s: tf.TensorShape([s[0]]).concatenate(s[2:]), input_shape)
+        )
         if self._feature_shape is None:
-            self._feature_shape = input_shape[2:]
+            self._feature_shape = tf.nest.map_structure(lambda s: s[2:], input_shape)
+        input_shape = first
         if self._adapter.needs_seed(True) and self._seeds is None:
             seed = getattr(self._adapter.cell, "seed", None)
             self._seeds = dropout_lib.SeedStream(seed if isinstance(seed, int) else None, name="seeds")
-        if self.stateful and not trace_context.current().ignore_states:
+        if self._needs_states():
             # The states are variables in the variables' dtype, read in the compute dtype.
             dtype = self._adapter.variable_dtype
             self._state_variables.ensure(input_shape[0], lambda batch: self.get_initial_state(batch, dtype))
+        self._built_key = key
+
+    def _needs_states(self) -> bool:
+        """Whether a stateful RNN's states still have to be created for this call."""
+        return (
+            self.stateful
+            and not self._state_variables.created
+            and not trace_context.current().ignore_states
+        )
 
     def __call__(
         self,
@@ -218,13 +237,13 @@ class RNN(tf.Module):
             streamed_state=None if context.stream is None else context.stream.next_initial_state(),
             state_note=self._state_note(),
         )  # fmt: skip
-        self.build(plan.inputs.shape)
+        self.build(plan.input_shape)
         # Streaming passes explicit states and leaves the variables alone: any batch will do.
         keeps_states = self.stateful and context.stream is None and not context.ignore_states
         if keeps_states:
             self._state_variables.check_call_batch(plan.batch)
             if plan.batch is None:
-                inputs = self._state_variables.with_checked_batch(plan.inputs)
+                inputs = tf.nest.map_structure(self._state_variables.with_checked_batch, plan.inputs)
                 plan = dataclasses.replace(plan, inputs=inputs)
         output, final_states = self._run(plan, context, keeps_states)
         if context.observer is not None:
@@ -287,7 +306,10 @@ class RNN(tf.Module):
             plan = dataclasses.replace(plan, initial_state=variables.read(plan.dtype))
         length = None
         if self.length_buckets is not None:
-            inputs, mask, length = self.length_buckets.pad(plan.inputs, plan.mask)
+            flat = plan.flat_inputs
+            padded, mask, length = self.length_buckets.pad(flat[0], plan.mask)
+            padded = [padded] + [self.length_buckets.pad(x, None)[0] for x in flat[1:]]
+            inputs = tf.nest.pack_sequence_as(plan.inputs, padded)
             plan = dataclasses.replace(plan, inputs=inputs, mask=mask)
         reads_final_states = self.stateful or self.return_state or context.stream is not None
         call = trace_context.RNNCall(self, plan.inputs, plan.mask, plan.initial_state, reads_final_states)
@@ -301,21 +323,22 @@ class RNN(tf.Module):
         if gathered:
             variables.assign(final_states)
         if length is not None and self.return_sequences:
-            output = self.length_buckets.crop(output, length, self.go_backwards)
+            output = tf.nest.map_structure(
+                lambda sequence: self.length_buckets.crop(sequence, length, self.go_backwards), output
+            )
         return output, list(final_states)
 
     def _traced(self, route, reads_states, write_back, inputs, mask, initial_state, constants, training):
         """The traced computation of a route: starting states, the path's loop, write-back."""
         # `make_plan` cast the inputs to the compute dtype.
-        plan = plan_lib.CallPlan(inputs, mask, initial_state, constants, training, inputs.dtype)
+        plan = plan_lib.CallPlan(inputs, mask, initial_state, constants, training, tf.nest.flatten(inputs)[0].dtype)
         if plan.initial_state is not None:
             states = list(plan.initial_state)
         elif reads_states:
             states = self._state_variables.read(plan.dtype)
         else:
             # A static batch keeps the states' shapes static (TFLite's builtins need that).
-            batch = plan.batch if plan.batch is not None else tf.shape(inputs)[0]
-            states = self._adapter.initial_state(batch, plan.dtype)
+            states = self._adapter.initial_state(plan.dynamic_batch(), plan.dtype)
         seed = self._seeds.next() if self._adapter.needs_seed(plan.training) else None
         output, final_states = paths.RUNNERS[route.path](
             self._adapter, self._options, plan, states, seed
@@ -323,3 +346,31 @@ class RNN(tf.Module):
         if write_back:
             self._state_variables.assign(final_states)
         return output, final_states
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, tf.TensorShape) or (
+        isinstance(value, (list, tuple)) and all(d is None or isinstance(d, (int, np.integer)) for d in value)
+    )
+
+
+def _as_shapes(input_shape: Any) -> Any:
+    """`input_shape` as a `TensorShape`, or a tuple/dict nest of them; each of rank >= 3."""
+    def convert(value):
+        if _is_shape(value):
+            shape = tf.TensorShape(value)
+            if shape.rank is None or shape.rank < 3:
+                raise ValueError(
+                    "inputs must have rank >= 3, [batch, timesteps, features...], got shape "
+                    f"{shape}"
+                )
+            return shape
+        if isinstance(value, dict):
+            return type(value)((k, convert(v)) for k, v in value.items())
+        if isinstance(value, tuple) and hasattr(value, "_fields"):
+            return type(value)(*(convert(v) for v in value))
+        if isinstance(value, (list, tuple)):
+            return type(value)(convert(v) for v in value)
+        return convert(tf.TensorShape(value).as_list())
+
+    return convert(input_shape)

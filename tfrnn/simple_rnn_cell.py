@@ -44,8 +44,7 @@ class SimpleRNNCell(BuiltinCell):
 
     def __init__(self, units: int, activation: activations.Activation = "tanh", **kwargs):
         super().__init__(units, **kwargs)
-        self.activation_name = activations.name_of(activation)
-        self.activation = activations.get(activation)
+        self.set_activations(activation)
         self.state_size = self.units
         self.output_size = self.units
         self.state_names = ["h"]

@@ -19,7 +19,7 @@ class StackedRNNCells(RNNCell):
     cells). The states are the cells' states in order, flat: `[h1, c1, h2]` for an LSTM cell
     under a GRU cell, which is also the order `return_state` returns them in; `initial_state`
     may be given flat or nested per cell (`[[h1, c1], h2]`), as in Keras. `state_size` is the
-    list of the cells' `state_size`s; the output is the last cell's output. `constants` go to
+    tuple of the cells' `state_size`s; the output is the last cell's output. `constants` go to
     every cell whose `call` takes them.
 
     >>> stack = tfrnn.StackedRNNCells([tfrnn.LSTMCell(8), tfrnn.GRUCell(4)])
@@ -41,8 +41,29 @@ class StackedRNNCells(RNNCell):
         super().__init__(dtype=getattr(first, "dtype", None) or tf.float32, name=name)
         self.cells = list(cells)
         self.adapters = adapters
-        self.state_size = [cell.state_size for cell in self.cells]
-        self.output_size = adapters[-1].output_shape
+
+    @property
+    def state_size(self) -> tuple:
+        """The cells' `state_size`s, bottom cell first (read when asked: cells may set them
+        in `build()`)."""
+        return tuple(cell.state_size for cell in self.cells)
+
+    @state_size.setter
+    def state_size(self, value: Any) -> None:
+        # SavedModels of tfrnn 0.1.0 kept state_size as a tracked list and restore it (as an
+        # empty ListWrapper, filled later): ignored, the sizes are the cells'. Other values
+        # must be the same sizes.
+        if type(value).__name__ == "ListWrapper":
+            return
+        if tf.nest.flatten(list(value)) != tf.nest.flatten(list(self.state_size)):
+            raise AttributeError(
+                f"state_size of StackedRNNCells is its cells' ({self.state_size}), got {value!r}"
+            )
+
+    @property
+    def output_size(self) -> Any:
+        """The last cell's output shape."""
+        return self.adapters[-1].output_shape
 
     def flat_state_shapes(self) -> list[tf.TensorShape]:
         """The states of all cells, in order (what the RNN carries and returns)."""

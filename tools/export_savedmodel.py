@@ -3,8 +3,9 @@
     tfrnn-export --model model.keras --out exports/my_model/1
     tfrnn-export --factory my_package.models:build --checkpoint ckpt/model-10 --out exports/m/1
 
-`--model` loads a tf-keras model file (`.keras`, `.h5` or a tf-keras SavedModel directory)
-made of `tfrnn.keras` layers; `--factory module:function` calls a Python function that
+`--model` loads a Keras model file made of tfrnn layers: a Keras 3 `.keras` file
+(`tfrnn.keras` layers), or a tf-keras `.keras` or `.h5` file or SavedModel directory
+(`tfrnn.tf_keras` layers); the file's `metadata.json` says which Keras saved it. `--factory module:function` calls a Python function that
 returns a built model (a `tfrnn.RNN`, a `tf.Module` around RNNs, a Keras model), whose
 weights `--checkpoint` restores (a `tf.train.Checkpoint(model=...)` prefix). The export has
 `serving_default`, `step` and `initial_state` signatures (and `reset_state` for a stateful
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
+import zipfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
@@ -27,13 +30,28 @@ import tensorflow as tf  # noqa: E402
 import tfrnn  # noqa: E402
 
 
+def saved_by_keras_3(path: str) -> bool:
+    """Whether the model file at `path` was saved by Keras 3 (else tf-keras)."""
+    if os.path.isdir(path) or not zipfile.is_zipfile(path):
+        return False  # a tf-keras SavedModel directory or HDF5 file
+    with zipfile.ZipFile(path) as archive:
+        if "metadata.json" not in archive.namelist():
+            return False
+        version = json.loads(archive.read("metadata.json")).get("keras_version", "")
+    return int(version.split(".")[0] or 0) >= 3
+
+
 def load_model(args: argparse.Namespace):
     """The model `--model` or `--factory` names (weights from `--checkpoint`)."""
     if args.model:
-        import tf_keras
-
         if not os.path.exists(args.model):
             raise ValueError(f"--model {args.model} does not exist")
+        if saved_by_keras_3(args.model):
+            import keras
+
+            return keras.models.load_model(args.model, compile=False)
+        import tf_keras
+
         return tf_keras.models.load_model(args.model, compile=False)
     module_name, _, function_name = args.factory.partition(":")
     if not module_name or not function_name:
@@ -53,7 +71,7 @@ def load_model(args: argparse.Namespace):
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="a tf-keras model file or SavedModel directory")
+    source.add_argument("--model", help="a Keras 3 or tf-keras model file (or tf-keras SavedModel directory)")
     source.add_argument("--factory", help="module:function returning a built model")
     parser.add_argument("--checkpoint", help="tf.train.Checkpoint(model=...) prefix to restore")
     parser.add_argument("--out", required=True, help="the export directory (e.g. models/name/1)")

@@ -4,7 +4,7 @@ Run: `python tools/main.py` (or `tfrnn-demo`). Under 3 minutes on 2 cores:
 
 1. trains a `tfrnn.keras.LSTM` classifier with `fit()` on a built-in synthetic task (is the
    running sum of a noisy signal positive at the end of the sequence? it needs memory), and
-   checks the trained LSTM against `tf_keras.layers.LSTM` holding the same weights;
+   checks the trained LSTM against Keras 3's own `keras.layers.LSTM` holding the same weights;
 2. exports a SavedModel for TF Serving (`serving_default` and the streaming `step`);
 3. converts it to TFLite (the LSTM as the fused `UNIDIRECTIONAL_SEQUENCE_LSTM` op);
 4. runs the test set in TensorFlow, in the reloaded SavedModel in a fresh process that cannot
@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: q
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import tf_keras  # noqa: E402
+import keras  # noqa: E402  (Keras 3: what tf.keras is in TensorFlow 2.21)
 
 import tfrnn  # noqa: E402
 
@@ -45,11 +45,11 @@ def make_task(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return inputs, labels
 
 
-def build_model() -> tf_keras.Model:
-    inputs = tf_keras.Input((None, FEATURES), name="inputs")
+def build_model() -> keras.Model:
+    inputs = keras.Input((None, FEATURES), name="inputs")
     hidden = tfrnn.keras.LSTM(UNITS, seed=0, name="lstm")(inputs)
-    logits = tf_keras.layers.Dense(CLASSES, name="classifier")(hidden)
-    return tf_keras.Model(inputs, logits)
+    logits = keras.layers.Dense(CLASSES, name="classifier")(hidden)
+    return keras.Model(inputs, logits)
 
 
 def checked_error(failures: list, check: str, actual, expected, tolerance: float, actual_name: str) -> float:
@@ -68,13 +68,13 @@ def checked_error(failures: list, check: str, actual, expected, tolerance: float
         return float("nan")
 
 
-def keras_parity(model: tf_keras.Model, inputs: np.ndarray, failures: list) -> float:
-    """Max abs difference of the trained LSTM from tf-keras' LSTM with the same weights."""
-    twin = tf_keras.layers.LSTM(UNITS)
+def keras_parity(model: keras.Model, inputs: np.ndarray, failures: list) -> float:
+    """Max abs difference of the trained LSTM from Keras 3's LSTM with the same weights."""
+    twin = keras.layers.LSTM(UNITS)
     twin.build((None, TIMESTEPS, FEATURES))
     twin.set_weights(model.get_layer("lstm").get_weights())
-    ours = tf_keras.Model(model.input, model.get_layer("lstm").output)
-    return checked_error(failures, "check of the trained LSTM vs. tf-keras", ours(inputs).numpy(), twin(inputs).numpy(), 1e-5, "tfrnn")
+    ours = keras.Model(model.input, model.get_layer("lstm").output)
+    return checked_error(failures, "check of the trained LSTM vs. Keras 3", ours(inputs).numpy(), twin(inputs).numpy(), 1e-5, "tfrnn")
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -128,15 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     test_x, test_y = make_task(args.test, seed=2)
     model = build_model()
     model.compile(
-        tf_keras.optimizers.Adam(0.01),
-        tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        keras.optimizers.Adam(0.01),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     history = model.fit(train_x, train_y, batch_size=64, epochs=args.epochs, verbose=0)
     progress(f"    final training loss {history.history['loss'][-1]:.3f}, accuracy {history.history['accuracy'][-1]:.3f}")
     failures: list[str] = []
     parity = keras_parity(model, test_x[:32], failures)
-    progress(f"    trained LSTM vs. tf_keras.layers.LSTM with the same weights: max abs error {parity:.1e}")
+    progress(f"    trained LSTM vs. Keras 3's keras.layers.LSTM with the same weights: max abs error {parity:.1e}")
 
     progress("2/4 exporting the SavedModel (serving_default + step), checked on export")
     export = tfrnn.export.export_saved_model(model, export_dir, overwrite=True, log=lambda line: progress("    " + line.strip()))

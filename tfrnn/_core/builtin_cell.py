@@ -12,6 +12,7 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 
+from tfrnn._core import activations
 from tfrnn._core import dropout as dropout_lib
 from tfrnn._core import initializers
 from tfrnn._core import state_spec
@@ -217,6 +218,14 @@ class BuiltinCell(RNNCell):
         self.kernel: Optional[tf.Variable] = None
         self.recurrent_kernel: Optional[tf.Variable] = None
         self.bias: Optional[tf.Variable] = None
+
+    def set_activations(self, activation: Any, recurrent_activation: Any = None) -> None:
+        """Sets `activation` (and `recurrent_activation`) and their serializable names."""
+        self.activation_name = activations.name_of(activation)
+        self.activation = activations.get(activation)
+        if recurrent_activation is not None:
+            self.recurrent_activation_name = activations.name_of(recurrent_activation)
+            self.recurrent_activation = activations.get(recurrent_activation)
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments; `type(cell).from_config(cell.get_config())` rebuilds it.

@@ -29,12 +29,12 @@ from tfrnn._core.builtin_cell import BuiltinCell
 from tfrnn.cell import RNNCell
 
 
-def _shape_of_size(size: Any, owner: str) -> tf.TensorShape:
-    return state_spec.flat_state_shapes(size, owner)[0]
-
-
 class CellAdapter:
     """Uniform access to a cell; see the module docstring.
+
+    What the cell says of its states and outputs (`state_size`, `output_size`) is read when
+    it is needed and kept once the cell is built, so cells that set them in `build()` (as
+    tf-keras allows) work.
 
     Args:
       cell: the cell object.
@@ -53,13 +53,10 @@ class CellAdapter:
                 f"{argument} must have a call(inputs, states) method or be callable, "
                 f"got {kind} which has neither"
             )
-        if getattr(cell, "state_size", None) is None:
-            raise TypeError(
-                f"{argument} must define state_size (an int, a TensorShape, or a list with "
-                f"one entry per state), got {kind} which has none"
-            )
         self.is_tfrnn = isinstance(cell, RNNCell)
         self.is_layer = not self.is_tfrnn and hasattr(cell, "build") and hasattr(cell, "built")
+        if getattr(cell, "state_size", None) is None and not callable(getattr(cell, "build", None)):
+            raise self._no_state_size()
         # Keras layers are called through __call__ (autocasting, name scopes); tfrnn cells
         # and plain objects through `call`, which is what their signature describes.
         if self.is_layer and callable(cell):
@@ -71,31 +68,74 @@ class CellAdapter:
         self.accepts_dropout_masks = self.is_tfrnn and accepts_argument(
             signature_fn, "dropout_masks"
         )
-        if callable(getattr(cell, "flat_state_shapes", None)):
-            self.flat_state_shapes = list(cell.flat_state_shapes())
-        else:
-            self.flat_state_shapes = state_spec.flat_state_shapes(cell.state_size, argument)
-        output_size = getattr(cell, "output_size", None)
-        if output_size is None:
-            self.output_shape = self.flat_state_shapes[0]
-        else:
-            self.output_shape = _shape_of_size(output_size, f"{argument}.output_size")
-        self.state_names = self._state_names()
-        self.output_state_index = self._output_state_index()
         self.projects_inputs = self.is_tfrnn and callable(getattr(cell, "project_inputs", None))
-        self._built_input_shape: Optional[tf.TensorShape] = None
+        self._built_input_shape: Optional[Any] = None
+        self._description: Optional[tuple] = None
+        self._has_fast_loop: dict = {}
+        state_size = getattr(cell, "state_size", None)
+        if state_size is not None and not callable(getattr(cell, "flat_state_shapes", None)):
+            # Validated now where it is known (a cell may also set it in build()).
+            self._foreign_groups() if self.is_foreign_stack else state_spec.flat_state_shapes(state_size, argument)
+
+    def _no_state_size(self) -> TypeError:
+        return TypeError(
+            f"{self.argument} must define state_size (an int, a TensorShape, or a list with "
+            f"one entry per state), got {type(self.cell).__name__} which has none"
+        )
 
     # -- description -------------------------------------------------------------------------
 
-    def _state_names(self) -> list[str]:
+    def _describe(self) -> tuple:
+        """`(flat state shapes, output shape(s) or None)`, kept once the cell is built."""
+        if self._description is not None:
+            return self._description
+        cell = self.cell
+        if callable(getattr(cell, "flat_state_shapes", None)):
+            shapes = list(cell.flat_state_shapes())
+        elif getattr(cell, "state_size", None) is None:
+            raise self._no_state_size()
+        elif self.is_foreign_stack:
+            shapes = [s for group in self._foreign_groups() for s in group]
+        else:
+            shapes = state_spec.flat_state_shapes(cell.state_size, self.argument)
+        output_size = getattr(cell, "output_size", None)
+        if output_size is not None:
+            output = state_spec.output_shapes(output_size, self.argument)
+        else:
+            output = shapes[0] if shapes else None
+        description = (shapes, output)
+        if self._built_input_shape is not None or getattr(cell, "built", False):
+            self._description = description
+        return description
+
+    @property
+    def flat_state_shapes(self) -> list[tf.TensorShape]:
+        """Each state's shape without the batch dimension, flat, in the cell's order."""
+        return self._describe()[0]
+
+    @property
+    def output_shape(self) -> Any:
+        """One step's output shape without the batch (a nest of them for nested outputs)."""
+        output = self._describe()[1]
+        if output is None:
+            raise TypeError(
+                f"{self.argument} must define output_size when it has no states (its "
+                f"state_size is {self.cell.state_size!r}); set it in __init__ or build()"
+            )
+        return output
+
+    @property
+    def state_names(self) -> list[str]:
         names = getattr(self.cell, "state_names", None)
         if callable(names):
             names = names()
-        if names is not None and len(names) == len(self.flat_state_shapes):
+        count = len(self.flat_state_shapes)
+        if names is not None and len(names) == count:
             return list(names)
-        return [f"state_{i}" for i in range(len(self.flat_state_shapes))]
+        return [f"state_{i}" for i in range(count)]
 
-    def _output_state_index(self) -> Optional[int]:
+    @property
+    def output_state_index(self) -> Optional[int]:
         """Which flat state always equals the cell's output, if one does (None: unknown).
 
         tfrnn's built-in cells output their state h; stacked cells output the last cell's.
@@ -108,6 +148,42 @@ class CellAdapter:
             if last is not None:
                 return sum(len(a.flat_state_shapes) for a in adapters[:-1]) + last
         return None
+
+    @property
+    def is_foreign_stack(self) -> bool:
+        """Another library's stacked cells (tf-keras', Keras 3's): run as they are."""
+        return not self.is_tfrnn and isinstance(getattr(self.cell, "cells", None), (list, tuple))
+
+    def _foreign_groups(self) -> list[list[tf.TensorShape]]:
+        # A stack's state_size has one entry per cell, in the order its call takes them
+        # (tf-keras' reverse_state_order reverses both).
+        return [
+            state_spec.flat_state_shapes(size, f"{self.argument}.cells")
+            for size in self.cell.state_size
+        ]
+
+    def state_groups(self) -> Optional[list[int]]:
+        """How many states each cell of a stack has (`None` for a single cell)."""
+        groups = getattr(self.cell, "state_groups", None)
+        if self.is_tfrnn and callable(groups):
+            return groups()
+        if self.is_foreign_stack:
+            return [len(group) for group in self._foreign_groups()]
+        return None
+
+    def pack_states(self, flat: list) -> Any:
+        """The flat states as the cell's `call` takes them: a list, its namedtuple, or one
+        list per cell for another library's stack."""
+        if self.is_foreign_stack:
+            packed, offset = [], 0
+            for count in self.state_groups():
+                packed.append(list(flat[offset : offset + count]))
+                offset += count
+            return packed
+        state_size = getattr(self.cell, "state_size", None)
+        if hasattr(state_size, "_fields") and len(state_size) == len(flat):
+            return type(state_size)(*flat)
+        return list(flat)
 
     @property
     def name(self) -> str:
@@ -154,18 +230,22 @@ class CellAdapter:
 
     # -- building ----------------------------------------------------------------------------
 
-    def build(self, step_input_shape: tf.TensorShape) -> None:
-        """Creates the cell's variables for steps of `step_input_shape` (`[batch, ...]`)."""
-        step_input_shape = tf.TensorShape(step_input_shape)
+    def build(self, step_input_shape: Any) -> None:
+        """Creates the cell's variables for steps of `step_input_shape` (`[batch, ...]`).
+
+        `step_input_shape` is a nest of shapes for nested inputs.
+        """
         if self.is_tfrnn:
-            self.cell.maybe_build(step_input_shape)
+            self.cell.maybe_build(tf.TensorShape(step_input_shape))
             return
+        nested = _is_shape_nest(step_input_shape)
+        flat = tf.nest.flatten(step_input_shape) if nested else [tf.TensorShape(step_input_shape)]
         if self._built_input_shape is not None:
-            if not self._built_input_shape[1:].is_compatible_with(step_input_shape[1:]):
+            built = self._built_input_shape
+            if len(built) != len(flat) or not all(b[1:].is_compatible_with(f[1:]) for b, f in zip(built, flat)):
                 raise ValueError(
-                    f"inputs have features of shape {step_input_shape[1:].as_list()}, but "
-                    f"{self.argument} ({self.name}) was built for features of shape "
-                    f"{self._built_input_shape[1:].as_list()}"
+                    f"inputs have features of shape {_features(flat)}, but {self.argument} "
+                    f"({self.name}) was built for features of shape {_features(built)}"
                 )
             return
         if self.is_layer and not self.cell.built:
@@ -176,10 +256,13 @@ class CellAdapter:
                 if isinstance(self.cell, tf.Module)
                 else contextlib.nullcontext()
             )
+            # As tf-keras passes them: tuples (in the inputs' nest for nested inputs).
+            to_tuple = lambda shape: tuple(tf.TensorShape(shape).as_list())  # noqa: E731
+            shape = tf.nest.map_structure(to_tuple, step_input_shape) if nested else to_tuple(flat[0])
             with tf.init_scope(), scope:
-                self.cell.build(tuple(step_input_shape.as_list()))
+                self.cell.build(shape)
             self.cell.built = True
-        self._built_input_shape = step_input_shape
+        self._built_input_shape = flat
 
     # -- states ------------------------------------------------------------------------------
 
@@ -235,7 +318,7 @@ class CellAdapter:
             kwargs["dropout_masks"] = sequence_dropout
         seeded = sequence_dropout if self.uses_keras_dropout() and training else None
         with _seeded_keras_dropout(self.cell, seeded):
-            output, new_states = self._call_fn(inputs_t, list(states), **kwargs)
+            output, new_states = self._call_fn(inputs_t, self.pack_states(states), **kwargs)
         return output, tf.nest.flatten(new_states)
 
     def step_projected(
@@ -254,6 +337,12 @@ class CellAdapter:
         if not callable(fast_loop_spec) or not self.cell.fast_loop_ok(training):
             return None
         return fast_loop_spec()
+
+    def has_fast_loop(self, training: bool) -> bool:
+        """Whether `fast_loop_spec(training)` is a spec (cached: a cell's kind does not change)."""
+        if training not in self._has_fast_loop:
+            self._has_fast_loop[training] = self.fast_loop_spec(training) is not None
+        return self._has_fast_loop[training]
 
     def project_inputs(self, inputs: tf.Tensor, sequence_dropout: Any = None) -> tf.Tensor:
         """The input projection of a built-in cell over a whole `[batch, time, features]`."""
@@ -318,3 +407,15 @@ def _seeded_keras_dropout(cell: Any, seed: Optional[tf.Tensor]):
     finally:
         for name in patches:
             object.__delattr__(cell, name)
+
+
+def _is_shape_nest(shape: Any) -> bool:
+    """Whether `shape` is a nest of `TensorShape`s (nested inputs), not one shape."""
+    if isinstance(shape, tf.TensorShape):
+        return False
+    return any(isinstance(leaf, tf.TensorShape) for leaf in tf.nest.flatten(shape))
+
+
+def _features(shapes: list) -> Any:
+    features = [s[1:].as_list() for s in shapes]
+    return features[0] if len(features) == 1 else features

@@ -7,6 +7,7 @@ explicit signatures instead.
 
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import tensorflow as tf
@@ -17,8 +18,9 @@ from tfrnn._core.paths import Route
 class TracedFunction:
     """One route's `tf.function`, called eagerly through a cache of concrete functions.
 
-    Eager calls go straight to a cached concrete function: `tf.function`'s argument matching
-    measured ~300 us per call here, more than a whole streaming step takes to run.
+    Eager calls go straight to a cached concrete function: `tf.function`'s own argument
+    matching costs more per call than a whole streaming step takes to run (figures in
+    docs/performance.md).
     """
 
     MAX_CACHED = 64
@@ -38,9 +40,12 @@ class TracedFunction:
         def spec(tensors):
             return None if tensors is None else tuple((tuple(t.shape), t.dtype) for t in tensors)
 
+        if isinstance(inputs, tf.Tensor):
+            inputs_key = (tuple(inputs.shape), inputs.dtype)
+        else:  # nested inputs: the nest's structure is part of the signature
+            inputs_key = (repr(tf.nest.map_structure(lambda _: None, inputs)), spec(tf.nest.flatten(inputs)))
         key = (
-            tuple(inputs.shape),
-            inputs.dtype,
+            inputs_key,
             None if mask is None else tuple(mask.shape),
             spec(initial_state),
             spec(constants),
@@ -73,6 +78,11 @@ class FunctionsByRoute:
         self._run = run
         self._reduce_retracing = reduce_retracing
         self._by_route: dict = {}
+
+    def __deepcopy__(self, memo: dict) -> "FunctionsByRoute":
+        # Traces hold graphs (which cannot be copied) bound to the original's variables: a
+        # copy of the RNN traces its own, so it gets an empty cache bound to the copy.
+        return FunctionsByRoute(copy.deepcopy(self._run, memo), self._reduce_retracing)
 
     def __call__(self, route: Route, reads_states: bool, write_back: bool) -> TracedFunction:
         key = (route, reads_states, write_back)

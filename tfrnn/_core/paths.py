@@ -19,8 +19,10 @@
 The last rule: TF 2.21's XLA cannot compile the gradient of the generic while loop when the
 batch or the number of timesteps is unknown while tracing (`fit` with a last partial batch, a
 `tf.function` with `input_signature=[tf.TensorSpec([None, None, F])]`): the gradients of the
-loop's per-step reads need the shapes as compile-time constants. Such a call runs without XLA
-when a `GradientTape` records while it is traced (inside the function or around its call);
+loop's per-step reads need the shapes as compile-time constants (and with the inputs projected
+before the loop, the recompute gradient fails with "TensorList input for ZerosLike op is an
+uninitialized list"). Such a call runs without XLA when it is a training call or a
+`GradientTape` records while it is traced (inside the function or around its call);
 inference keeps XLA. The fast loop writes its own backward pass and is not affected.
 
 `choose` answers "which path runs this call" and nothing else does; `RUNNERS` maps each loop
@@ -91,7 +93,7 @@ def choose(
         return Route(Path.DENSE, False)
     if options.unroll:
         return Route(Path.UNROLLED, jit_compile)
-    if adapter.fast_loop_spec(plan.training) is not None:
+    if adapter.has_fast_loop(plan.training):
         return Route(Path.FAST, jit_compile)
     if jit_compile and not _unknown_shape_gradient(plan):
         return Route(Path.RECOMPUTE, True)
@@ -102,22 +104,39 @@ def _unknown_shape_gradient(plan: CallPlan) -> bool:
     """Whether a tape may differentiate a loop traced with an unknown batch or time axis."""
     if tf.executing_eagerly():
         return False  # eager shapes are known
-    if plan.batch is not None and plan.inputs.shape[1] is not None:
+    if plan.batch is not None and plan.timesteps is not None:
         return False
+    if plan.training:
+        return True  # Keras' fit; and a gradient may follow a training call
     try:
         from tensorflow.python.eager import record  # no public equivalent
     except ImportError:  # pragma: no cover - a TensorFlow without it: training as the sign
-        return plan.training
-    # True while a GradientTape records, also when it is outside the function being traced.
-    return record.could_possibly_record()
+        return False
+    # True while a GradientTape records, also when it is outside the function being traced
+    # (Keras 3 trains subclassed models with `training=None` reaching their layers).
+    return bool(record.could_possibly_record())
 
 
 # -- the runners ------------------------------------------------------------------------------
 
 
-def _output_spec(adapter: Any, plan: CallPlan) -> tf.TensorSpec:
-    shape = tf.TensorShape([plan.inputs.shape[0]]).concatenate(adapter.output_shape)
-    return tf.TensorSpec(shape, plan.dtype)
+def _output_spec(adapter: Any, plan: CallPlan) -> Any:
+    """`[batch, *output_shape]` of one step (a nest of specs for nested outputs)."""
+    batch = tf.TensorShape([plan.batch])
+    return tf.nest.map_structure(
+        lambda shape: tf.TensorSpec(batch.concatenate(shape), plan.dtype), adapter.output_shape
+    )
+
+
+def _loop_arguments(adapter, options: LoopOptions, plan: CallPlan) -> dict:
+    """What both time loops take besides the step, the inputs and the states."""
+    return dict(
+        output_spec=_output_spec(adapter, plan),
+        mask=plan.mask,
+        go_backwards=options.go_backwards,
+        zero_output_for_mask=options.zero_output_for_mask,
+        return_sequences=options.return_sequences,
+    )
 
 
 def _generic(adapter, options, plan, states, seed, **loop_options):
@@ -125,7 +144,7 @@ def _generic(adapter, options, plan, states, seed, **loop_options):
 
     Built-in cells project the inputs of all steps with one matmul before the loop.
     """
-    dropout = adapter.sequence_dropout(tf.shape(plan.inputs)[0], plan.training, seed)
+    dropout = adapter.sequence_dropout(plan.dynamic_batch(), plan.training, seed)
     if adapter.projects_inputs:
         sequence = adapter.project_inputs(plan.inputs, dropout)
 
@@ -141,17 +160,7 @@ def _generic(adapter, options, plan, states, seed, **loop_options):
                 sequence_dropout=dropout,
             )  # fmt: skip
 
-    result = loop_lib.rnn_loop(
-        step,
-        sequence,
-        states,
-        output_spec=_output_spec(adapter, plan),
-        mask=plan.mask,
-        go_backwards=options.go_backwards,
-        zero_output_for_mask=options.zero_output_for_mask,
-        return_sequences=options.return_sequences,
-        **loop_options,
-    )
+    result = loop_lib.rnn_loop(step, sequence, states, **_loop_arguments(adapter, options, plan), **loop_options)
     output = result.outputs if options.return_sequences else result.last_output
     return output, result.final_states
 
@@ -166,7 +175,7 @@ def _run_unrolled(adapter, options, plan, states, seed):
 
 def _single_or_unrolled(options: LoopOptions, plan: CallPlan) -> bool:
     """A static time axis unrolls where asked, or for one step: no `WHILE` at all."""
-    timesteps = plan.inputs.shape[1]
+    timesteps = plan.timesteps
     return timesteps is not None and (options.unroll or timesteps == 1)
 
 
@@ -193,16 +202,12 @@ def _run_stream(adapter, options, plan, states, seed):
 
 
 def _run_fast(adapter, options, plan, states, seed):
-    dropout = adapter.sequence_dropout(tf.shape(plan.inputs)[0], plan.training, seed)
+    dropout = adapter.sequence_dropout(plan.dynamic_batch(), plan.training, seed)
     return fast_loop.run_fast_loop(
         adapter.fast_loop_spec(plan.training),
         adapter.cell.apply_input_dropout(plan.inputs, dropout),
         states,
-        output_spec=_output_spec(adapter, plan),
-        mask=plan.mask,
-        go_backwards=options.go_backwards,
-        zero_output_for_mask=options.zero_output_for_mask,
-        return_sequences=options.return_sequences,
+        **_loop_arguments(adapter, options, plan),
     )
 
 

@@ -21,8 +21,9 @@ from tfrnn._core import state_spec
 class CallPlan:
     """A validated call: what a path runs on."""
 
-    inputs: tf.Tensor
-    """`[batch, timesteps, features...]`, in the compute dtype (ragged inputs padded)."""
+    inputs: Any
+    """`[batch, timesteps, features...]`, in the compute dtype (ragged inputs padded); or a
+    nest (tuple, namedtuple, dict) of such tensors for a cell that takes nested inputs."""
     mask: Optional[tf.Tensor]
     """`[batch, timesteps]` bool, or `None` (ragged inputs: their row lengths)."""
     initial_state: Optional[list]
@@ -35,9 +36,29 @@ class CallPlan:
     """`[batch]` int64: the inputs were a `tf.RaggedTensor` with these row lengths."""
 
     @property
+    def flat_inputs(self) -> list[tf.Tensor]:
+        return [self.inputs] if isinstance(self.inputs, tf.Tensor) else tf.nest.flatten(self.inputs)
+
+    @property
     def batch(self) -> Optional[int]:
         """The static batch size, `None` if unknown while tracing."""
-        return self.inputs.shape[0]
+        return self.flat_inputs[0].shape[0]
+
+    @property
+    def timesteps(self) -> Optional[int]:
+        """The static number of timesteps, `None` if unknown while tracing."""
+        return self.flat_inputs[0].shape[1]
+
+    def dynamic_batch(self) -> Any:
+        """The batch size: static where known, else a scalar tensor."""
+        return self.batch if self.batch is not None else tf.shape(self.flat_inputs[0])[0]
+
+    @property
+    def input_shape(self) -> Any:
+        """`[batch, timesteps, features...]` (a nest of them for nested inputs)."""
+        if isinstance(self.inputs, tf.Tensor):
+            return self.inputs.shape
+        return tf.nest.map_structure(lambda x: x.shape, self.inputs)
 
     def tensors(self) -> tuple:
         """The plan's arguments for a traced function (`from_tensors` rebuilds the plan)."""
@@ -51,10 +72,14 @@ class CallPlan:
         """
         if self.row_lengths is None:
             return output
-        if not go_backwards:
-            return tf.RaggedTensor.from_tensor(output, lengths=self.row_lengths)
-        ragged = tf.RaggedTensor.from_tensor(tf.reverse(output, [1]), lengths=self.row_lengths)
-        return tf.reverse(ragged, [1])
+
+        def ragged(sequence):
+            if not go_backwards:
+                return tf.RaggedTensor.from_tensor(sequence, lengths=self.row_lengths)
+            rows = tf.RaggedTensor.from_tensor(tf.reverse(sequence, [1]), lengths=self.row_lengths)
+            return tf.reverse(rows, [1])
+
+        return tf.nest.map_structure(ragged, output)
 
 
 def make_plan(
@@ -79,12 +104,13 @@ def make_plan(
       state_note: appended to state errors (how a replicated batch splits).
     """
     for argument, value in (("mask", mask), ("initial_state", initial_state), ("constants", constants)):
-        for item in tf.nest.flatten(value):
-            check_not_symbolic(item, argument)
+        if value is not None:
+            for item in tf.nest.flatten(value):
+                check_not_symbolic(item, argument)
     inputs, mask, row_lengths = _unragged(inputs, mask, unroll)
     inputs, dtype = _check_inputs(adapter, inputs, unroll)
     training = _check_training(training)
-    mask = _check_mask(mask, inputs)
+    mask = _check_mask(mask, tf.nest.flatten(inputs)[0])
     constants = _check_constants(adapter, constants)
     initial_state = _cast_states(
         _check_initial_state(adapter, initial_state, inputs, "initial_state", state_note), dtype
@@ -144,26 +170,54 @@ def check_not_symbolic(value: Any, argument: str) -> None:
         )
 
 
-def _check_inputs(adapter: Any, inputs: Any, unroll: bool) -> tuple[tf.Tensor, tf.DType]:
-    check_not_symbolic(inputs, "inputs")
-    if isinstance(inputs, (list, tuple)):
+def _check_inputs(adapter: Any, inputs: Any, unroll: bool) -> tuple[Any, tf.DType]:
+    """The inputs (one tensor, or a tuple/namedtuple/dict nest of them) in the compute dtype."""
+    if isinstance(inputs, list):
         raise TypeError(
-            "inputs must be one tensor [batch, timesteps, features...], got a "
-            f"{type(inputs).__name__} of {len(inputs)} items; pass initial states as "
-            "initial_state=..."
+            "inputs must be one tensor [batch, timesteps, features...] (or a tuple, namedtuple "
+            f"or dict of them for a cell with nested inputs), got a list of {len(inputs)} items; "
+            "pass initial states as initial_state=..."
         )
+    nested = isinstance(inputs, (tuple, dict))
+    if not nested:
+        check_not_symbolic(inputs, "inputs")
+        single = _check_input(inputs, unroll, "inputs")
+        dtype = adapter.compute_dtype(single.dtype)
+        if dtype.is_floating and single.dtype != dtype:
+            single = tf.cast(single, dtype)
+        return single, dtype
+    flat = tf.nest.flatten(inputs)
+    for item in flat:
+        check_not_symbolic(item, "inputs")
+    if nested and not flat:
+        raise ValueError(f"inputs must hold at least one tensor, got {inputs!r}")
+    flat = [_check_input(item, unroll, "inputs" if not nested else f"inputs[{i}]") for i, item in enumerate(flat)]
+    leading = flat[0].shape[:2]
+    for index, item in enumerate(flat[1:], 1):
+        if not item.shape[:2].is_compatible_with(leading):
+            raise ValueError(
+                f"nested inputs must share [batch, timesteps] = {state_spec.describe_shape(tf.TensorSpec(leading))}"
+                f" (inputs[0]), got inputs[{index}] of shape {state_spec.describe_shape(item)}"
+            )
+    dtype = adapter.compute_dtype(flat[0].dtype)
+    if dtype.is_floating:
+        flat = [tf.cast(x, dtype) if x.dtype != dtype else x for x in flat]
+    return (tf.nest.pack_sequence_as(inputs, flat) if nested else flat[0]), dtype
+
+
+def _check_input(inputs: Any, unroll: bool, argument: str) -> tf.Tensor:
     try:
         inputs = tf.convert_to_tensor(inputs)
     except (TypeError, ValueError) as error:
-        raise TypeError(f"inputs must be convertible to a tensor: {error}") from None
+        raise TypeError(f"{argument} must be convertible to a tensor: {error}") from None
     if not inputs.dtype.is_floating:
         raise TypeError(
-            f"inputs must be a floating tensor [batch, timesteps, features...], got "
+            f"{argument} must be a floating tensor [batch, timesteps, features...], got "
             f"dtype {inputs.dtype.name}"
         )
     if inputs.shape.rank is None or inputs.shape.rank < 3:
         raise ValueError(
-            "inputs must have rank >= 3, [batch, timesteps, features...], got shape "
+            f"{argument} must have rank >= 3, [batch, timesteps, features...], got shape "
             f"{state_spec.describe_shape(inputs)}"
         )
     if unroll and inputs.shape[1] is None:
@@ -172,10 +226,7 @@ def _check_inputs(adapter: Any, inputs: Any, unroll: bool) -> tuple[tf.Tensor, t
             f"{state_spec.describe_shape(inputs)}; use unroll=False for a variable "
             "number of timesteps"
         )
-    dtype = adapter.compute_dtype(inputs.dtype)
-    if dtype.is_floating and dtype != inputs.dtype:
-        inputs = tf.cast(inputs, dtype)
-    return inputs, dtype
+    return inputs
 
 
 def _check_training(training: Any) -> bool:
@@ -234,13 +285,13 @@ def flatten_states(adapter: Any, states: Any, argument: str) -> list:
     """Flat state values from a tensor, a flat list, or a list nested per cell (stacks)."""
     if not isinstance(states, (list, tuple)):
         return [states]
-    groups = getattr(adapter.cell, "state_groups", None)
+    groups = adapter.state_groups()
     nested = any(isinstance(s, (list, tuple)) for s in states)
-    if nested and callable(groups):
-        sizes = [len(s) if isinstance(s, (list, tuple)) else 1 for s in states]
-        if sizes != groups():
+    if nested and groups is not None:
+        sizes = [len(tf.nest.flatten(s)) for s in states]
+        if sizes != groups:
             raise ValueError(
-                f"{argument} nested per cell must have {groups()} states per cell, got {sizes}"
+                f"{argument} nested per cell must have {groups} states per cell, got {sizes}"
             )
     return tf.nest.flatten(list(states))
 
@@ -282,7 +333,8 @@ def _check_initial_state(adapter, initial_state, inputs, argument, note) -> Opti
     if initial_state is None:
         return None
     flat = flatten_states(adapter, initial_state, argument)
-    return check_state_values(adapter, flat, inputs.shape[0], argument, exact=False, note=note)
+    batch = tf.nest.flatten(inputs)[0].shape[0]
+    return check_state_values(adapter, flat, batch, argument, exact=False, note=note)
 
 
 def _cast_states(values: Optional[list], dtype: tf.DType) -> Optional[list]:

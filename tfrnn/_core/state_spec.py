@@ -5,8 +5,9 @@ tfrnn reads it as follows (the Keras docs leave the nesting rule open):
 
 * an int `n` or a `TensorShape` at the top level is one state of shape `[batch, n]` or
   `[batch, *shape]`;
-* a list/tuple at the top level has one entry per state; each entry is an int, a
-  `TensorShape`, or a list/tuple of ints for a high-dimensional state.
+* a list/tuple (a namedtuple too) at the top level has one entry per state; each entry is an
+  int, a `TensorShape`, or a list/tuple of ints for a high-dimensional state; an empty
+  entry (`()`, `[]`) is no state, so `()` or `((), [], ())` is a stateless cell.
 
 So `[64, 64]` is two states (an LSTM's h and c), and `[[8, 8, 3]]` is one state of shape
 `[batch, 8, 8, 3]`. Stacked cells keep one such entry per cell (see `StackedRNNCells`).
@@ -47,10 +48,27 @@ def _entry_shape(entry: Any, owner: str) -> tf.TensorShape:
 def flat_state_shapes(state_size: Any, owner: str = "cell") -> list[tf.TensorShape]:
     """The per-example shape of each state, in the cell's order (batch dimension excluded)."""
     if isinstance(state_size, (list, tuple)):
-        if not state_size:
-            raise ValueError(f"{owner}.state_size must name at least one state, got {state_size!r}")
-        return [_entry_shape(entry, owner) for entry in state_size]
+        return [_entry_shape(e, owner) for e in state_size if not _is_empty(e)]
     return [_entry_shape(state_size, owner)]
+
+
+def _is_empty(entry: Any) -> bool:
+    """`()`, `[]`, or a nest of nothing but those: no state."""
+    return isinstance(entry, (list, tuple)) and all(_is_empty(e) for e in entry)
+
+
+def output_shapes(output_size: Any, owner: str = "cell") -> Any:
+    """The per-example output shape(s) from `output_size`, in its nest.
+
+    An int or a `TensorShape` is one output; a tuple, list or dict of them is a nest of
+    outputs (a cell whose `call` returns that nest), as tf-keras reads `output_size`.
+    """
+    def leaf(size):
+        return _entry_shape(size, f"{owner}.output_size")
+
+    if isinstance(output_size, (list, tuple, dict)) and not isinstance(output_size, tf.TensorShape):
+        return tf.nest.map_structure(leaf, output_size)
+    return leaf(output_size)
 
 
 def zeros(shapes: Sequence[tf.TensorShape], batch_size: Any, dtype: tf.DType) -> list[tf.Tensor]:

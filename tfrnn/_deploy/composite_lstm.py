@@ -190,6 +190,7 @@ def fusable(call: RNNCall) -> bool:
         eligible(call.rnn.cell)
         and call.mask is None
         and not call.reads_final_states
+        and isinstance(call.inputs, tf.Tensor)
         and call.inputs.shape[0] is not None
     )
 

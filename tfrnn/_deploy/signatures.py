@@ -1,7 +1,8 @@
 """The functions an export gives a model built on `tfrnn.RNN`: full sequence, step, states.
 
 `ModelSignatures` wraps any callable model that runs `tfrnn.RNN`s — a `tfrnn.RNN`, a
-`tf.Module` around several of them, a tf-keras model of `tfrnn.keras` layers — and traces:
+`tf.Module` around several of them, a Keras 3 model of `tfrnn.keras` layers or a tf-keras
+model of `tfrnn.tf_keras` layers — and traces:
 
 * `serving_default(inputs [batch, time, features...][, mask [batch, time]])`: the whole
   sequence, as calling the model does (a stateful model reads and updates its states);

@@ -2,8 +2,8 @@
 
 tf-keras lists a recurrent layer's weights cell by cell (bottom cell first for stacked cells),
 each cell in creation order (`kernel`, `recurrent_kernel`, `bias` for the built-in cells). The
-Keras adapters (`tfrnn.keras`, `tfrnn.tf_keras`) presents its core's variables the same way, so weight lists copy
-one to one between a tf-keras layer and its tfrnn twin. This module knows nothing of Keras
+Keras adapters (`tfrnn.keras`, `tfrnn.tf_keras`) present their core's variables the same way, so weight
+lists copy one to one between a Keras layer and its tfrnn twin. This module knows nothing of Keras
 (only the adapters import it); it reads cells duck-typed, as the core does.
 """
 
@@ -28,7 +28,7 @@ def flat_cells(cell: Any) -> list:
     return [cell]
 
 
-def _variables_of(cell: Any) -> tuple[list, list]:
+def variables_of(cell: Any) -> tuple[list, list]:
     """`(trainable, non-trainable)` weights of one cell, in the order its kind lists them."""
     if isinstance(cell, RNNCell) and cell.weights:
         return [v for v in cell.weights if v.trainable], [v for v in cell.weights if not v.trainable]
@@ -49,7 +49,7 @@ def cell_weights(rnn: RNN) -> tuple[list[tf.Variable], list[tf.Variable]]:
     """
     trainable, non_trainable = [], []
     for cell in flat_cells(rnn.cell):
-        cell_trainable, cell_non_trainable = _variables_of(cell)
+        cell_trainable, cell_non_trainable = variables_of(cell)
         trainable += cell_trainable
         non_trainable += cell_non_trainable
     known = {id(v) for v in trainable + non_trainable}

@@ -22,115 +22,29 @@ from typing import Any, Optional, Sequence
 import tensorflow as tf
 import tf_keras
 
-from tfrnn._core import activations as tfrnn_activations
-from tfrnn._core import initializers as tfrnn_initializers
-from tfrnn._keras_common import weights as keras_weights
-from tfrnn.cell import RNNCell
 from tfrnn._core import trace_context
 from tfrnn._core.arguments import check_bool
+from tfrnn._keras_common import cell_config
+from tfrnn._keras_common import flavours
+from tfrnn._keras_common import input_structure
+from tfrnn._keras_common import state_structure
+from tfrnn._keras_common import weights as keras_weights
+from tfrnn.cell import RNNCell
 from tfrnn.gru_cell import GRUCell
 from tfrnn.lstm_cell import LSTMCell
 from tfrnn.rnn import RNN as CoreRNN
 from tfrnn.simple_rnn_cell import SimpleRNNCell
 from tfrnn.stacked_cells import StackedRNNCells
+from tfrnn.tf_keras import cell_layer, saving
 
 __all__ = ["RNN", "SimpleRNN", "LSTM", "GRU"]
 
 _register = tf_keras.saving.register_keras_serializable(package="tfrnn")
-_BUILTIN_CELLS = {cls.__name__: cls for cls in (SimpleRNNCell, LSTMCell, GRUCell)}
-_CELL_NAMES = {SimpleRNNCell: "simple_rnn_cell", LSTMCell: "lstm_cell", GRUCell: "gru_cell"}
 # What a namesake passes to its layer rather than to its cell.
 _LAYER_ARGUMENTS = (
     "return_sequences", "return_state", "go_backwards", "stateful", "unroll", "time_major",
     "activity_regularizer",
 )  # fmt: skip
-
-
-# -- serialization of cells and of their Keras-object arguments ------------------------------
-
-
-def _serialize_value(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return tf_keras.saving.serialize_keras_object(value)
-
-
-def _deserialize_value(value: Any, custom_objects: Optional[dict]) -> Any:
-    if isinstance(value, dict) and "class_name" in value:
-        return tf_keras.saving.deserialize_keras_object(value, custom_objects=custom_objects)
-    return value
-
-
-def serialize_cell(cell: Any) -> dict:
-    """A JSON-able config of `cell`: tfrnn cells by name, other cells as Keras objects."""
-    if isinstance(cell, StackedRNNCells):
-        cells = [serialize_cell(c) for c in cell.cells]
-        return {"module": "tfrnn", "class_name": "StackedRNNCells", "config": {"cells": cells}}
-    if type(cell) in _BUILTIN_CELLS.values():
-        config = {k: _serialize_value(v) for k, v in cell.get_config().items()}
-        return {"module": "tfrnn", "class_name": type(cell).__name__, "config": config}
-    if not callable(getattr(cell, "get_config", None)):
-        # NotImplementedError is Keras' signal for "no config" (SavedModel saves without one).
-        raise NotImplementedError(
-            f"cell {type(cell).__name__} cannot be serialized: it has no get_config(); give it "
-            "get_config()/from_config() and register it with "
-            "tf_keras.saving.register_keras_serializable"
-        )
-    return tf_keras.saving.serialize_keras_object(cell)
-
-
-def deserialize_cell(config: Any, custom_objects: Optional[dict] = None) -> Any:
-    """The cell `serialize_cell` (or tf-keras) described."""
-    if isinstance(config, (list, tuple)):
-        return [deserialize_cell(c, custom_objects) for c in config]
-    if isinstance(config, dict) and config.get("module") == "tfrnn":
-        name, inner = config.get("class_name"), config.get("config", {})
-        if name == "StackedRNNCells":
-            return StackedRNNCells([deserialize_cell(c, custom_objects) for c in inner["cells"]])
-        if name in _BUILTIN_CELLS:
-            values = {k: _deserialize_value(v, custom_objects) for k, v in inner.items()}
-            return _BUILTIN_CELLS[name].from_config(values)
-        raise ValueError(
-            f"cell config names an unknown tfrnn cell {name!r}; expected one of "
-            f"{sorted(_BUILTIN_CELLS) + ['StackedRNNCells']}"
-        )
-    return tf_keras.layers.deserialize(config, custom_objects=custom_objects)
-
-
-def _cell_argument(key: str, value: Any) -> tuple[Any, Any]:
-    """`(what the tfrnn cell receives, the config entry)` for one Keras cell argument.
-
-    Names tfrnn knows stay names (so the cell's seeded initializers apply); anything else
-    (a Keras name, object, config dict or a function) goes through tf-keras' getters.
-    """
-    if key.endswith("activation"):
-        if value is None or isinstance(value, str) and _known(tfrnn_activations.get, value):
-            return value, value
-        fn = tf_keras.activations.get(value)
-        return fn, tf_keras.activations.serialize(fn)
-    if key.endswith("_initializer"):
-        if isinstance(value, str) and _known(tfrnn_initializers.check, value, key):
-            return value, value
-        initializer = tf_keras.initializers.get(value)
-        return initializer, tf_keras.initializers.serialize(initializer)
-    for suffix, module in (("_regularizer", tf_keras.regularizers), ("_constraint", tf_keras.constraints)):
-        if key.endswith(suffix):
-            obj = module.get(value)
-            return obj, module.serialize(obj)
-    return value, value
-
-
-def _known(getter, *args) -> bool:
-    try:
-        getter(*args)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _set_untracked(layer: Any, name: str, value: dict) -> None:
-    # Keras would wrap a dict attribute for tracking; configs must stay plain dicts.
-    object.__setattr__(layer, name, value)
 
 
 class _CellFactory:
@@ -144,7 +58,7 @@ class _CellFactory:
         # Built inside the layer's name scope, the cell names its weights
         # `<layer>/lstm_cell/kernel:0` as tf-keras does: distinct for every layer (Bidirectional's
         # two), which HDF5 weight files need.
-        return self.cell_class(**self.arguments, dtype=dtype, name=_CELL_NAMES[self.cell_class])
+        return self.cell_class(**self.arguments, dtype=dtype, name=cell_config.CELL_NAMES[self.cell_class])
 
 
 # -- the layers --------------------------------------------------------------------------------
@@ -155,12 +69,18 @@ class RNN(tf_keras.layers.Layer):
     """A tf-keras recurrent layer that runs a cell with `tfrnn.RNN`, as `tf_keras.layers.RNN` does.
 
     Inputs are `[batch, timesteps, features...]` (`[timesteps, batch, ...]` with
-    `time_major=True`); the output is `[batch, output_size]`, or `[batch, timesteps,
-    output_size]` with `return_sequences=True`; with `return_state=True` the layer returns
-    `[output, *final_states]`. The layer consumes the mask Keras propagates (`Embedding(
-    mask_zero=True)`, `Masking`) and propagates its output mask as tf-keras does (the input
-    mask when `return_sequences`, none otherwise). `initial_state=` and `constants=` may be
-    symbolic Keras tensors.
+    `time_major=True`), or a `tf.RaggedTensor` `[batch, (timesteps), features...]`; the
+    output is `[batch, output_size]`, or `[batch, timesteps, output_size]` with
+    `return_sequences=True`; with `return_state=True` the layer returns `[output, *states]`,
+    the states nested as tf-keras nests them (`[output, h, c]` for an LSTM, `[output, [h1,
+    c1], h2]` for an LSTM cell under a GRU cell). The layer consumes the mask Keras
+    propagates (`Embedding(mask_zero=True)`, `Masking`) and propagates its output mask as
+    tf-keras does (the input mask when `return_sequences`, none otherwise).
+    `initial_state=` and `constants=` may be symbolic Keras tensors.
+
+    `layer.cell` is a tf-keras layer (see `tfrnn.tf_keras.cell_layer`), and checkpoints,
+    SavedModels, `.keras` and `.h5` files keep the weights where tf-keras' namesakes keep
+    them, so files load both ways between the two (see `tfrnn.tf_keras.saving`).
 
     Stateful layers (`stateful=True`) need a fixed batch size (`tf_keras.Input(...,
     batch_size=B)`); their states are non-trainable variables (`states`), carried across
@@ -173,7 +93,7 @@ class RNN(tf_keras.layers.Layer):
     tf-keras traces models under a strategy with a batch that may be per replica.
 
     >>> x = tf_keras.Input((None, 5))
-    >>> y = tfrnn.keras.RNN([tfrnn.LSTMCell(8), tfrnn.GRUCell(4)])(x)
+    >>> y = tfrnn.tf_keras.RNN([tfrnn.LSTMCell(8), tfrnn.GRUCell(4)])(x)
     >>> tf_keras.Model(x, y).output_shape
     (None, 4)
 
@@ -220,22 +140,21 @@ class RNN(tf_keras.layers.Layer):
             zero_output_for_mask=zero_output_for_mask,
             jit_compile=jit_compile,
         )
-        _set_untracked(self, "_options", options)
-        self._rnn = CoreRNN(cell, **self._options)
+        cell_config.set_untracked(self, "_options", options)
+        # Untracked: checkpoints see the cell as tf-keras' namesake has it (see saving).
+        cell_config.set_untracked(self, "_rnn", CoreRNN(cell, **self._options))
         self._time_major = check_bool(time_major, "time_major")
         self.stateful = self._rnn.stateful
         self.supports_masking = True
-        # tf-keras tracks layer cells as sublayers: their own losses then reach `losses`.
-        self._keras_cells = [
-            c for c in keras_weights.flat_cells(self._rnn.cell) if isinstance(c, tf_keras.layers.Layer)
-        ]
+        self.cell = cell_layer.view_of(self._rnn.cell)
         self._num_constants = 0
-        self._regularization_added = False
         self._states_deferred = False
+        cell_config.set_untracked(self, "_assigned_states", None)
+        if self.stateful:
+            cell_config.set_untracked(self, "state_store", saving.StateStore(self, name=f"{self.name}_states"))
 
     # -- options (read-only, except what tf_keras.layers.Bidirectional sets) ---------------------
 
-    cell = property(lambda self: self._rnn.cell, doc="The cell (a list of cells is stacked).")
     return_sequences = property(lambda self: self._rnn.return_sequences)
     return_state = property(lambda self: self._rnn.return_state)
     go_backwards = property(lambda self: self._rnn.go_backwards)
@@ -254,95 +173,159 @@ class RNN(tf_keras.layers.Layer):
         value = check_bool(value, "zero_output_for_mask")
         if value != self._rnn.zero_output_for_mask:
             self._options["zero_output_for_mask"] = value
-            self._rnn = CoreRNN(self._rnn.cell, **self._options)
+            cell_config.set_untracked(self, "_rnn", CoreRNN(self._rnn.cell, **self._options))
+
+    # -- states ----------------------------------------------------------------------------------
 
     @property
-    def states(self) -> list[tf.Variable]:
-        """A stateful layer's state variables, `[batch, *state_shape]` each (empty until built)."""
-        return self._rnn.states
+    def states(self) -> Any:
+        """The states, nested as tf-keras nests them (`[h, c]`; `([h1, c1], h2)` for stacks).
 
-    # -- weights ---------------------------------------------------------------------------------
+        A stateful layer's are its state variables (`[batch, *state_shape]` each), `None`s
+        before they exist; a layer that is not stateful has `None`s, as in tf-keras, or what
+        was assigned to it. Assigning to a stateful layer's `states` sets their values
+        (`reset_states(states=...)`; `None`: the initial state).
+        """
+        if not self.stateful and self._assigned_states is not None:
+            return self._assigned_states
+        flat = list(self._rnn.states) if self.stateful else []
+        return state_structure.pack_states(self._rnn.cell, flat or [None] * self._state_count())
 
-    def _cell_weights(self) -> tuple[list, list]:
-        return keras_weights.cell_weights(self._rnn)
+    @states.setter
+    def states(self, states: Any) -> None:
+        if self.stateful:
+            self.reset_states(states)
+        else:
+            cell_config.set_untracked(self, "_assigned_states", states)
 
-    @property
-    def trainable_weights(self) -> list[tf.Variable]:
-        if not self.trainable:
-            return []
-        return self._dedup_weights(self._trainable_weights + self._cell_weights()[0])
+    def _state_count(self) -> int:
+        return len(self._rnn.state_shapes)
 
-    @property
-    def non_trainable_weights(self) -> list[tf.Variable]:
-        trainable, non_trainable = self._cell_weights()
-        if self.trainable:
-            return self._dedup_weights(self._non_trainable_weights + non_trainable)
-        own = self._trainable_weights + self._non_trainable_weights
-        return self._dedup_weights(own + trainable + non_trainable)
+    def get_initial_state(self, inputs: Any) -> list:
+        """The states a call on `inputs` starts from (tf-keras' `RNN.get_initial_state`)."""
+        inputs = tf.nest.flatten(inputs)[0]
+        batch = tf.shape(inputs)[1 if self._time_major else 0]
+        flat = self._rnn.get_initial_state(batch, inputs.dtype)
+        return list(state_structure.pack_states(self._rnn.cell, flat))
+
+    def reset_states(self, states: Any = None) -> None:
+        """Sets a stateful layer's states to the cell's initial state, or to `states`.
+
+        As in tf-keras, a layer that is not stateful raises `AttributeError`, and so does
+        `reset_states()` before the layer is built (`ValueError`: the batch size is unknown);
+        `reset_states(states=[...])` before the first call creates the states for the batch
+        of the values given.
+
+        Args:
+          states: `None`, or one array per state, `[batch, *state_shape]` each (for stacked
+            cells flat or nested per cell). Nothing changes if they are invalid.
+
+        Raises:
+          AttributeError: the layer is not stateful.
+          ValueError: no `states` before the layer is built, or invalid `states`.
+        """
+        if not self.stateful:
+            raise AttributeError(
+                f"Layer must be stateful. {self.name} was created with stateful=False, so "
+                "it has no states to reset"
+            )
+        if states is None and not self.built and not self._rnn.states:
+            raise ValueError(
+                f"{self.name} is stateful, and it needs to know its batch size before its "
+                "states can be reset: build or call it first (pass batch_size=... to "
+                "tf_keras.Input, or batch_input_shape=... to the first layer), or give the "
+                "states: reset_states(states=[...]) with one array per state"
+            )
+        if states is None and self._states_deferred and not self._rnn.states:
+            return  # under a strategy before the first call: the states start out reset
+        with _dtype_names_for_initial_state(self._rnn.cell):
+            self._rnn.reset_state(states)
+
+    reset_state = reset_states  # Keras 3's name
+
+    # -- weights and saving ------------------------------------------------------------------------
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Assigns `weights` (NumPy arrays in the order of `get_weights()`); nothing changes on error."""
         keras_weights.assign_checked(self.weights, list(weights), "weights", self.name)
 
-    def save_own_variables(self, store) -> None:
-        """Saves the weights and a stateful layer's states (`.keras` format)."""
-        for index, variable in enumerate(self._saved_variables()):
-            store[str(index)] = variable.numpy()
-
     def load_own_variables(self, store) -> None:
-        """Loads what `save_own_variables` saved; nothing changes on error."""
-        values = [store[str(index)] for index in range(len(store.keys()))]
-        keras_weights.assign_checked(self._saved_variables(), values, "saved variables", self.name)
+        """Loads the layer's own `.keras` entries (those of tfrnn 0.1.0's files, see `saving`)."""
+        saving.load_own_variables(self, store)
 
-    def _saved_variables(self) -> list[tf.Variable]:
-        trainable, non_trainable = self._cell_weights()
-        own = self._trainable_weights + self._non_trainable_weights
-        return self._dedup_weights(own + trainable + non_trainable) + self.states
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        children = super()._trackable_children(save_type, **kwargs)
+        return saving.trackable_children(self, children, save_type)
+
+    def _lookup_dependency(self, name, cached_dependencies=None):
+        found = saving.lookup_dependency(self, name)
+        if found is not None:
+            return found
+        return super()._lookup_dependency(name, cached_dependencies)
 
     # -- building and calling ---------------------------------------------------------------------
 
-    def _core_input_shape(self, input_shape: Any) -> tf.TensorShape:
-        """The `[batch, timesteps, ...]` shape of the sequence among `input_shape`."""
-        if isinstance(input_shape, (list, tuple)) and input_shape:
-            first = input_shape[0]
-            if isinstance(first, (list, tuple, tf.TensorShape)):
-                input_shape = first  # [inputs, *initial_state, *constants]
-        shape = tf.TensorShape(input_shape)
-        if shape.rank is None or shape.rank < 3:
-            layout = "timesteps, batch" if self._time_major else "batch, timesteps"
-            raise ValueError(
-                f"inputs of {self.name} must have rank >= 3, [{layout}, features...], got "
-                f"input_shape {shape}"
-            )
-        if self._time_major:
-            shape = tf.TensorShape([shape[1], shape[0]]).concatenate(shape[2:])
-        return shape
+    def _core_input_shape(self, input_shape: Any) -> Any:
+        """The `[batch, timesteps, ...]` shape of the sequence among `input_shape` (a nest of
+        them for a cell with nested inputs)."""
+
+        def batch_major(shape: tf.TensorShape) -> tf.TensorShape:
+            if shape.rank is None or shape.rank < 3:
+                layout = "timesteps, batch" if self._time_major else "batch, timesteps"
+                raise ValueError(
+                    f"inputs of {self.name} must have rank >= 3, [{layout}, features...], got "
+                    f"input_shape {input_shape}"
+                )
+            if self._time_major:
+                return tf.TensorShape([shape[1], shape[0]]).concatenate(shape[2:])
+            return shape
+
+        return tf.nest.map_structure(batch_major, input_structure.sequence_shapes(input_shape))
 
     def build(self, input_shape: Any) -> None:
         """Creates the cell's variables (and a stateful layer's states) for `input_shape`."""
         shape = self._core_input_shape(input_shape)
-        if self.stateful and shape[0] is None:
+        if self.stateful and input_structure.first(shape)[0] is None:
             raise ValueError(
                 f"{self.name} is stateful, so it needs a fixed batch size, got input_shape "
-                f"{tf.TensorShape(input_shape)} with an unknown batch size; pass "
+                f"{input_structure.first(shape)} with an unknown batch size; pass "
                 "batch_size=... to tf_keras.Input (or batch_input_shape=... to the first layer)"
             )
-        if self.stateful and _replicas_outside_run() > 1:
-            # tf-keras builds models under a strategy outside its replicas, with a batch that
-            # may be global (batch_input_shape) or per replica (Input divides batch_size): the
-            # states wait for the first call, whose batch says which (see _call).
-            with trace_context.scope(ignore_states=True):
-                self._rnn.build(shape)
-            self._states_deferred = True
-        else:
-            self._rnn.build(shape)
-        if not self._regularization_added:
-            self._regularization_added = True
-            regularized = getattr(self._rnn.cell, "regularization_losses", None)
-            for index in range(len(regularized()) if callable(regularized) else 0):
-                # Callables: Keras re-evaluates them at every step, like weight regularizers.
-                self.add_loss(functools.partial(_regularization_term, self._rnn.cell, index))
+        # tf-keras builds models under a strategy outside its replicas, with a batch that may
+        # be global (batch_input_shape) or per replica (Input divides batch_size): the states
+        # then wait for the first call, whose batch says which (see _call).
+        deferred = self.stateful and _replicas_outside_run() > 1
+        with _stack_name_scope(self._rnn.cell):
+            if deferred:
+                with trace_context.scope(ignore_states=True):
+                    self._rnn.build(shape)
+                self._states_deferred = True
+            else:
+                with _dtype_names_for_initial_state(self._rnn.cell if self.stateful else None):
+                    self._rnn.build(shape)
+        self._track_cell_weights()
         super().build(input_shape)
+
+    def _track_cell_weights(self) -> None:
+        """Has `self.cell` (and the layers under it) hold the variables the core built."""
+        for view in cell_layer.views_in(self.cell):
+            if isinstance(view, cell_layer.CellLayer):
+                view.track_weights()
+        known = {id(v) for v in self.cell.weights}
+        extra = [v for v in self._rnn.trainable_variables if id(v) not in known]
+        if extra and isinstance(self.cell, cell_layer.CellLayer):
+            self.cell.track_extra(extra)
+
+    def __call__(self, *args, **kwargs):
+        # A Keras 3 tensor would fail deep inside tf-keras; say which adapter to use instead.
+        for argument, value in [*zip(("inputs",), args), *kwargs.items()]:
+            flavours.check_tensors(tf.nest.flatten(value), argument, type(self).__name__, "tf_keras")
+        constants = kwargs.get("constants")
+        if constants is not None:
+            # Recorded (and configured) as tf-keras does, so that a flat [inputs, *states,
+            # *constants] call, as a loaded model makes it, finds the constants.
+            self._num_constants = len(tf.nest.flatten(constants))
+        return super().__call__(*args, **kwargs)
 
     def _split_inputs(self, inputs, initial_state, constants):
         """`[inputs, *initial_state, *constants]` (how Bidirectional passes them) taken apart."""
@@ -367,13 +350,40 @@ class RNN(tf_keras.layers.Layer):
         if mask is not None:
             mask = tf.nest.flatten(mask)[0]
         if self._time_major:
-            inputs = _swap_batch_and_time(inputs)
+            if any(isinstance(t, tf.RaggedTensor) for t in tf.nest.flatten(inputs)):
+                raise ValueError(
+                    f"inputs of {self.name} are ragged, [batch, (timesteps), features], but "
+                    "the layer has time_major=True; ragged inputs are batch-major"
+                )
+            inputs = tf.nest.map_structure(_swap_batch_and_time, inputs)
             mask = None if mask is None else tf.transpose(mask)
-        if self.stateful and self.states and inputs.shape[0] is None:
-            # Keras feeds batches of unknown static size; the states fix it.
-            batch = self.states[0].shape[0]
-            inputs = tf.ensure_shape(inputs, [batch] + [None] * (inputs.shape.rank - 1))
-        if self._states_deferred and not self.states and inputs.shape[0] is None:
+        inputs = self._with_state_batch(inputs)
+        shapes_only = trace_context.scope(ignore_states=True) if self._shapes_only(inputs) else contextlib.nullcontext()
+        creates_states = self.stateful and not self._rnn.states
+        with shapes_only, _dtype_names_for_initial_state(self._rnn.cell if creates_states else None):
+            results = self._rnn(
+                inputs,
+                mask=mask,
+                initial_state=initial_state,
+                constants=self._constants_for_core(constants),
+                training=training,
+            )
+        return self._keras_results(results)
+
+    def _with_state_batch(self, inputs):
+        """`inputs` with a stateful layer's batch, where Keras feeds batches of unknown size."""
+        states = self._rnn.states
+        unknown = input_structure.first(inputs).shape[0] is None
+        if self.stateful and states and unknown:
+            batch = states[0].shape[0]
+
+            def with_batch(tensor):
+                if not isinstance(tensor, tf.Tensor):
+                    return tensor  # ragged: the core checks its batch when it runs
+                return tf.ensure_shape(tensor, [batch] + [None] * (tensor.shape.rank - 1))
+
+            inputs = tf.nest.map_structure(with_batch, inputs)
+        if self._states_deferred and not states and unknown:
             if not tf.distribute.in_cross_replica_context():
                 raise ValueError(
                     f"{self.name} is stateful under {type(tf.distribute.get_strategy()).__name__}"
@@ -383,20 +393,24 @@ class RNN(tf_keras.layers.Layer):
                     "replica's dataset with drop_remainder=True), or create the states first, "
                     "outside the replicas: reset_states(states=[...]) with the global batch"
                 )
-        shapes_only = trace_context.scope(ignore_states=True) if self._shapes_only(inputs) else contextlib.nullcontext()
-        with shapes_only:
-            results = self._rnn(
-                inputs,
-                mask=mask,
-                initial_state=initial_state,
-                constants=constants,
-                training=training,
-            )
-        if self._time_major and self.return_sequences:
-            if self.return_state:
-                return [_swap_batch_and_time(results[0])] + results[1:]
-            return _swap_batch_and_time(results)
-        return results
+        return inputs
+
+    def _constants_for_core(self, constants):
+        # tf-keras' stacks take constants and pass them to the cells that accept them only;
+        # tfrnn's refuses constants none of its cells takes.
+        cell = self._rnn.cell
+        if constants is not None and isinstance(cell, StackedRNNCells) and not cell.accepts_constants:
+            return None
+        return constants
+
+    def _keras_results(self, results):
+        """The core's results as tf-keras returns them (time-major, states nested)."""
+        swap = self._time_major and self.return_sequences
+        output, states = (results[0], results[1:]) if self.return_state else (results, [])
+        if swap:
+            output = tf.nest.map_structure(_swap_batch_and_time, output)
+        states = state_structure.pack_states(self._rnn.cell, states) if self.return_state else []
+        return input_structure.layer_outputs(output, states, self.return_state)
 
     def _shapes_only(self, inputs: tf.Tensor) -> bool:
         """Whether this call only gives a model its shapes (the core then ignores the states).
@@ -407,48 +421,36 @@ class RNN(tf_keras.layers.Layer):
         """
         if not (self.stateful and not tf.executing_eagerly() and _replicas_outside_run() > 1):
             return False
-        global_batch = _global_batch(self.states)
-        return global_batch is None or inputs.shape[0] != global_batch
+        global_batch = _global_batch(self._rnn.states)
+        return global_batch is None or input_structure.first(inputs).shape[0] != global_batch
 
     def compute_output_shape(self, input_shape: Any):
-        """The static output shape(s) for inputs of `input_shape`."""
-        shape = self._core_input_shape(input_shape)
+        """The static output shape(s) for inputs of `input_shape` (states flat, as tf-keras')."""
+        shape = input_structure.first(self._core_input_shape(input_shape))
         batch, time = shape[0], shape[1]
-        output_shape = self._rnn.output_size
+        leading = [batch]
         if self.return_sequences:
             leading = [time, batch] if self._time_major else [batch, time]
-            output = tf.TensorShape(leading).concatenate(output_shape)
-        else:
-            output = tf.TensorShape([batch]).concatenate(output_shape)
+        outputs = [tf.TensorShape(leading).concatenate(s) for s in tf.nest.flatten(self._rnn.output_size)]
+        output = outputs[0] if len(outputs) == 1 else outputs
         if not self.return_state:
             return output
-        return [output] + [tf.TensorShape([batch]).concatenate(s) for s in self._rnn.state_shapes]
+        states = [tf.TensorShape([batch]).concatenate(s) for s in self._rnn.state_shapes]
+        return (output if isinstance(output, list) else [output]) + states
 
     def compute_mask(self, inputs, mask=None):
         mask = tf.nest.flatten(mask)[0] if mask is not None else None
         output_mask = mask if self.return_sequences else None
         if self.return_state:
-            return [output_mask] + [None] * len(self._rnn.state_shapes)
+            nones = state_structure.pack_states(self._rnn.cell, [None] * self._state_count())
+            return [output_mask] + list(nones)
         return output_mask
-
-    def reset_states(self, states: Any = None) -> None:
-        """Sets a stateful layer's states to the cell's initial state, or to `states`.
-
-        Args:
-          states: `None`, or one array per state, `[batch, *state_shape]` each (for stacked
-            cells flat or nested per cell). Nothing changes if they are invalid.
-        """
-        if states is None and self._states_deferred and not self.states:
-            return  # under a strategy before the first call: the states start out reset
-        self._rnn.reset_state(states)
-
-    reset_state = reset_states  # Keras 3's name
 
     # -- serialization ------------------------------------------------------------------------------
 
     def get_config(self) -> dict:
         config = {
-            "cell": serialize_cell(self._rnn.cell),
+            "cell": cell_config.serialize_cell(self._rnn.cell, tf_keras),
             **self._options,
             "time_major": self._time_major,
         }
@@ -463,7 +465,7 @@ class RNN(tf_keras.layers.Layer):
     @classmethod
     def from_config(cls, config: dict, custom_objects: Optional[dict] = None) -> "RNN":
         config = dict(config)
-        cell = deserialize_cell(config.pop("cell"), custom_objects)
+        cell = cell_config.deserialize_cell(config.pop("cell"), tf_keras, custom_objects)
         num_constants = config.pop("num_constants", 0)
         layer = cls(cell, **config)
         layer._num_constants = num_constants
@@ -487,12 +489,43 @@ def _global_batch(states: Sequence[tf.Variable]) -> Optional[int]:
     return int(states[0].shape[0]) * replicas
 
 
+def _stack_name_scope(cell: Any):
+    """tf-keras builds a stack's cells in the stack's name scope: `rnn/stacked_rnn_cells/
+    lstm_cell/kernel:0` (each cell opens its own scope, as a single cell does)."""
+    if isinstance(cell, StackedRNNCells):
+        return tf.name_scope(cell.name)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _dtype_names_for_initial_state(cell: Any):
+    """While the core creates or resets a stateful layer's states from a Keras `cell`.
+
+    tf-keras asks the cell's `get_initial_state(inputs=None, batch_size=..., dtype=...)` for
+    a stateful layer's states with the dtype's name (`"float32"`) where the core passes a
+    `tf.DType`; cells that make NumPy arrays from it (`np.ones(..., dtype=dtype)`) need the
+    name. The instance attribute shadows the method only inside the block.
+    """
+    original = getattr(cell, "get_initial_state", None)
+    if cell is None or isinstance(cell, RNNCell) or not callable(original):
+        yield
+        return
+
+    @functools.wraps(original)  # the core reads which arguments the cell's method takes
+    def get_initial_state(*args, **kwargs):
+        if kwargs.get("dtype") is not None:
+            kwargs["dtype"] = tf.as_dtype(kwargs["dtype"]).name
+        return original(*args, **kwargs)
+
+    object.__setattr__(cell, "get_initial_state", get_initial_state)
+    try:
+        yield
+    finally:
+        object.__delattr__(cell, "get_initial_state")
+
+
 def _swap_batch_and_time(tensor: tf.Tensor) -> tf.Tensor:
     return tf.transpose(tensor, [1, 0] + list(range(2, tensor.shape.rank)))
-
-
-def _regularization_term(cell: Any, index: int) -> tf.Tensor:
-    return cell.regularization_losses()[index]
 
 
 class _BuiltinRNN(RNN):
@@ -502,7 +535,7 @@ class _BuiltinRNN(RNN):
     (and `recurrent_activation`), `use_bias`, the `*_initializer`, `*_regularizer` and
     `*_constraint` arguments (names, Keras objects, config dicts or callables), `dropout`,
     `recurrent_dropout`, `unit_forget_bias` (LSTM), `reset_after` (GRU); the layer options of
-    `tfrnn.keras.RNN`; `implementation` (kept in the config; tfrnn has one implementation);
+    `tfrnn.tf_keras.RNN`; `implementation` (kept in the config; tfrnn has one implementation);
     and `seed`, the seed of the initial weights and dropout masks (`None`: random).
     """
 
@@ -519,10 +552,12 @@ class _BuiltinRNN(RNN):
             raise ValueError(f"implementation must be 1 or 2, got {implementation!r}")
         cell_kwargs, config = {"seed": seed}, {}
         for key, value in arguments.items():
-            cell_kwargs[key], config[key] = _cell_argument(key, value)
+            cell_kwargs[key], config[key] = cell_config.cell_argument(key, value, tf_keras)
         super().__init__(_CellFactory(self._cell_class, cell_kwargs), **kwargs)
+        # As tf-keras' namesakes do: LSTM(3, trainable=False).cell.trainable is False.
+        self.cell.trainable = kwargs.get("trainable", True)
         config.update(seed=seed, implementation=max(implementation, 1))
-        _set_untracked(self, "_cell_config", config)
+        cell_config.set_untracked(self, "_cell_config", config)
 
     implementation = property(lambda self: self._cell_config["implementation"])
 
@@ -556,7 +591,7 @@ class SimpleRNN(_BuiltinRNN):
     bias [units]]`, so `layer.set_weights(keras_layer.get_weights())` copies a tf-keras
     SimpleRNN. Arguments: see `_BuiltinRNN` and `RNN`.
 
-    >>> tfrnn.keras.SimpleRNN(8, return_sequences=True)(tf.ones([2, 5, 3])).shape
+    >>> tfrnn.tf_keras.SimpleRNN(8, return_sequences=True)(tf.ones([2, 5, 3])).shape
     TensorShape([2, 5, 8])
     """
 
@@ -584,7 +619,7 @@ class LSTM(_BuiltinRNN):
     bias [4 * units]]` (gates i, f, c, o), so `layer.set_weights(keras_lstm.get_weights())`
     copies a tf-keras LSTM. The states are `[h, c]`. Arguments: see `_BuiltinRNN` and `RNN`.
 
-    >>> outputs, h, c = tfrnn.keras.LSTM(8, return_sequences=True, return_state=True)(
+    >>> outputs, h, c = tfrnn.tf_keras.LSTM(8, return_sequences=True, return_state=True)(
     ...     tf.ones([2, 5, 3]))
     >>> outputs.shape, c.shape
     (TensorShape([2, 5, 8]), TensorShape([2, 8]))
@@ -617,7 +652,7 @@ class GRU(_BuiltinRNN):
     `[3 * units]`), so `layer.set_weights(keras_gru.get_weights())` copies a tf-keras GRU.
     Arguments: see `_BuiltinRNN` and `RNN`.
 
-    >>> tfrnn.keras.GRU(8, reset_after=False)(tf.ones([2, 5, 3])).shape
+    >>> tfrnn.tf_keras.GRU(8, reset_after=False)(tf.ones([2, 5, 3])).shape
     TensorShape([2, 8])
     """
 
