@@ -21,9 +21,12 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet C++ logs
+VERBOSE = "--verbose" in sys.argv[1:]
+if not VERBOSE:  # before TensorFlow loads: its C++ start-up logs
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402  (TensorFlow's Python warnings go through absl)
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402  (Keras 3: what tf.keras is in TensorFlow 2.21)
 
@@ -201,7 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", type=int, default=256, help="test sequences")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--out", default=None, help="where to write the artifacts (default: a temp dir)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ and Python warnings")
     args = parser.parse_args(argv)
+    if not args.verbose:
+        # Reloading the SavedModel warns of "unsaved custom gradients" (the fast loop's
+        # tf.custom_gradient); this job never asks a reloaded model for a gradient.
+        absl_logging.set_verbosity(absl_logging.ERROR)
     work = args.out or tempfile.mkdtemp(prefix="tfrnn-demo-")
     os.makedirs(work, exist_ok=True)
     export_dir, tflite_path = os.path.join(work, "savedmodel"), os.path.join(work, "model.tflite")
