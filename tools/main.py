@@ -22,7 +22,7 @@ import tempfile
 import time
 
 VERBOSE = "--verbose" in sys.argv[1:]
-if not VERBOSE:  # before TensorFlow loads: its C++ start-up logs
+if not VERBOSE:  # before TensorFlow loads; hides its C++ INFO/WARNING logs, not the lines printed before absl::InitializeLog
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
