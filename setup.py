@@ -18,6 +18,8 @@ setuptools.setup(
         "tf-keras==2.21.0",
         "numpy",
         "ai-edge-litert==2.3.0",
+        # TF Serving's own protos for warm-up requests; it needs nothing TensorFlow lacks.
+        "tensorflow-serving-api==2.21.0",
     ],
     extras_require={
         "test": ["pytest"],

@@ -195,10 +195,10 @@ def test_a_failed_check_writes_nothing_and_leaves_the_states_alone(tmp_path):
     "make, kwargs, error, message",
     [
         (lambda: tfrnn.RNN(tfrnn.GRUCell(2)), {}, ValueError, "the RNN is not built"),
-        (None, {"input_spec": [None, None, 3]}, TypeError, "input_spec must be a tf.TensorSpec"),
+        (None, {"input_spec": [None, None, 3]}, TypeError, "input_spec\\[0\\] must be a tf.TensorSpec \\(or a list or dict of them\\), got NoneType None"),
         (None, {"sample_inputs": np.zeros([2, 5, 4], np.float32)}, ValueError, "sample_inputs must have shape \\[None, None, 3\\]"),
         (None, {"mask": True, "sample_mask": np.ones([2, 4], bool)}, ValueError, "sample_mask must have shape \\[2, 7\\]"),
-        (lambda: tf.Module(), {}, ValueError, "cannot tell the input shape of Module"),
+        (lambda: tf.Module(), {}, ValueError, "cannot tell the inputs of Module: it is not a Keras model with known inputs, and its __call__ is not a tf.function with an input_signature"),
     ],
 )
 def test_bad_arguments_are_named(lstm_rnn, tmp_path, make, kwargs, error, message):

@@ -119,7 +119,7 @@ def test_a_backwards_rnn_cannot_stream():
     [
         (lambda x: x * 2.0, tf.TensorSpec([None, None, FEATURES]), "calls no tfrnn.RNN"),
         (tfrnn.RNN(tfrnn.GRUCell(2)), tf.TensorSpec([None, FEATURES]), "must be \\[batch, timesteps, features"),
-        (tfrnn.RNN(tfrnn.GRUCell(2)), tf.TensorSpec([None, None, None]), "must give the feature shape"),
+        (tfrnn.RNN(tfrnn.GRUCell(2)), tf.TensorSpec([None, None, None]), "input_spec 'inputs' must give its feature shape"),
     ],
 )
 def test_bad_models_and_specs_are_named(model, spec, message):

@@ -42,10 +42,8 @@ import tensorflow as tf
 from tfrnn._deploy import checks
 from tfrnn._deploy import function_set
 from tfrnn._deploy import warmup as warmup_lib
-from tfrnn._deploy.signatures import ModelSignatures, call_model, split_result, state_name
+from tfrnn._deploy.signatures import ModelSignatures, state_name
 from tfrnn._deploy.state_snapshot import StateSnapshot
-from tfrnn.bidirectional import Bidirectional
-from tfrnn.rnn import RNN
 
 METADATA_FILE = "tfrnn_export.json"
 SAMPLES_FILE = "tfrnn_samples.npz"
@@ -106,75 +104,79 @@ def check_outputs(
         actual, expected, check=check, tolerance=tolerance, actual_name=actual_name,
         expected_name=expected_name, consequence=None,
     )
-def infer_input_spec(model: Any) -> tf.TensorSpec:
-    """`[batch, None, *features]` of a built `tfrnn.RNN` (or `Bidirectional`) or a Keras model
-    with known inputs."""
-    if isinstance(model, (RNN, Bidirectional)):
-        if model.input_shape is None:
-            raise ValueError(
-                f"the {type(model).__name__} is not built, so its feature size is unknown; call it once, call "
-                "build([batch, None, features]), or pass input_spec=tf.TensorSpec([None, None, "
-                "features])"
-            )
-        return tf.TensorSpec(model.input_shape, tf.float32)
-    inputs = getattr(model, "inputs", None)
-    if isinstance(inputs, (list, tuple)) and len(inputs) == 1 and hasattr(inputs[0], "shape"):
-        shape = tf.TensorShape(inputs[0].shape)
-        if shape.rank is not None and shape.rank >= 2 and shape[2:].is_fully_defined():
-            dtype = tf.as_dtype(getattr(inputs[0], "dtype", tf.float32))
-            return tf.TensorSpec(tf.TensorShape([shape[0], None]).concatenate(shape[2:]), dtype)
-    raise ValueError(
-        f"cannot tell the input shape of {type(model).__name__}; pass "
-        "input_spec=tf.TensorSpec([None, None, *features])"
-    )
+def sample_inputs_for(signatures: ModelSignatures, batch: int, timesteps: int = 7, seed: int = 0) -> dict:
+    """Fixed-seed sample inputs `{name: array}` for checks, in the model's shapes.
 
-
-def sample_inputs_for(
-    spec: tf.TensorSpec, batch: int, timesteps: int = 7, mask: bool = False, seed: int = 0
-) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """Fixed-seed sample inputs (and a mask with a gap and a masked tail) for checks."""
+    Time-axis inputs get the model's fixed timesteps, or `timesteps`; floats are normal,
+    integers 0 or 1 (token ids: 0 and 1 exist in every vocabulary, 0 being
+    `Embedding(mask_zero=True)`'s padding), except a `[batch]` integer side input, taken as
+    lengths: 1 to the number of timesteps. With a mask input, `mask` has a masked tail and a gap.
+    """
     rng = np.random.default_rng(seed)
-    shape = [batch, timesteps] + spec.shape[2:].as_list()
-    if spec.dtype.is_integer:
-        # Token ids: 0 and 1 exist in every vocabulary (0 is Embedding(mask_zero=True)'s padding).
-        inputs = rng.integers(0, 2, shape).astype(spec.dtype.as_numpy_dtype)
-    else:
-        inputs = rng.standard_normal(shape).astype(spec.dtype.as_numpy_dtype)
-    if not mask:
-        return inputs, None
-    sample_mask = np.ones([batch, timesteps], bool)
-    sample_mask[0, -2:] = False  # right padding
-    if batch > 1 and timesteps > 3:
-        sample_mask[1, 2] = False  # a gap
-    return inputs, sample_mask
+    time = signatures.inputs.timesteps or timesteps
+    samples = {}
+    for model_input in signatures.inputs.inputs:
+        shape = [batch] + [time if d is None else d for d in model_input.spec.shape[1:].as_list()]
+        dtype = model_input.spec.dtype
+        if dtype.is_integer and not model_input.time_axis and len(shape) == 1:
+            samples[model_input.name] = rng.integers(1, time + 1, shape).astype(dtype.as_numpy_dtype)
+        elif dtype.is_integer or dtype.is_bool:
+            samples[model_input.name] = rng.integers(0, 2, shape).astype(dtype.as_numpy_dtype)
+        else:
+            samples[model_input.name] = rng.standard_normal(shape).astype(dtype.as_numpy_dtype)
+    if signatures.mask:
+        sample_mask = np.ones([batch, time], bool)
+        sample_mask[0, -2:] = False  # right padding
+        if batch > 1 and time > 3:
+            sample_mask[1, 2] = False  # a gap
+        samples["mask"] = sample_mask
+    return samples
 
 
+def time_axes(metadata_or_signatures: Any) -> dict[str, bool]:
+    """`{input name: has a time axis}` of a `ModelSignatures` or an export's metadata."""
+    if isinstance(metadata_or_signatures, ModelSignatures):
+        return {i.name: i.time_axis for i in metadata_or_signatures.inputs.inputs}
+    described = (metadata_or_signatures or {}).get("inputs")
+    if described is None:  # exports of tfrnn 0.1: one input
+        return {"inputs": True}
+    return {entry["name"]: entry["time_axis"] for entry in described}
 
 
-def stream_through_step(step: Callable, initial_state: Callable, num_states: int, inputs, mask):
-    """Feeds `inputs` `[batch, time, ...]` to a `step` signature one timestep at a time.
+def step_feed(samples: Mapping[str, np.ndarray], time_axis: Mapping[str, bool], t: int) -> dict:
+    """Timestep `t` of the samples as `step` takes it: time-axis inputs (and `mask`) at `t`,
+    side inputs whole."""
+    return {
+        name: value[:, t] if time_axis.get(name, name == "mask") else value
+        for name, value in samples.items()
+    }
 
-    Returns `{name: [batch, time, ...] or [batch, ...]}`: `outputs` stacked over time and the
-    states after the last step.
+
+def stream_through_step(step: Callable, initial_state: Callable, num_states: int, samples, time_axis) -> dict:
+    """Feeds `samples` (`{name: array}`, `mask` too) to a `step` signature one timestep at a time.
+
+    Returns `{name: [batch, time, ...]}` for each result but the states (stacked over time)
+    and the states after the last step.
 
     Raises:
-      CheckFailed: `step` did not return `outputs` and every state.
+      CheckFailed: `step` did not return every state.
     """
-    names = ["outputs"] + [state_name(i) for i in range(num_states)]
-    states = initial_state(batch_size=tf.constant(inputs.shape[0], tf.int32))
-    states = {name: states[name] for name in names[1:]}
-    outputs = []
-    for t in range(inputs.shape[1]):
-        feed = {"inputs": tf.constant(inputs[:, t]), **states}
-        if mask is not None:
-            feed["mask"] = tf.constant(mask[:, t])
-        result = step(**feed)
-        for name in names:
+    state_names = [state_name(i) for i in range(num_states)]
+    streamed = [name for name in samples if time_axis.get(name, name == "mask")]
+    batch, time = samples[streamed[0]].shape[:2]
+    states = initial_state(batch_size=tf.constant(batch, tf.int32))
+    states = {name: states[name] for name in state_names}
+    collected: dict[str, list] = {}
+    for t in range(time):
+        result = step(**{k: tf.constant(v) for k, v in step_feed(samples, time_axis, t).items()}, **states)
+        for name in state_names:
             if name not in result:
                 raise checks.check_failed(STEP_CHECK, name, f"is missing from step's outputs {sorted(result)}")
-        outputs.append(result["outputs"].numpy())
-        states = {name: result[name] for name in names[1:]}
-    return {"outputs": np.stack(outputs, 1), **{k: v.numpy() for k, v in states.items()}}
+        for name, value in result.items():
+            if name not in state_names:
+                collected.setdefault(name, []).append(value.numpy())
+        states = {name: result[name] for name in state_names}
+    return {**{k: np.stack(v, 1) for k, v in collected.items()}, **{k: v.numpy() for k, v in states.items()}}
 
 
 def comparable_outputs(streamed, whole, mask, sequence_output: bool) -> np.ndarray:
@@ -201,11 +203,11 @@ def export_saved_model(
     model: Any,
     export_dir: Any,
     *,
-    input_spec: Optional[tf.TensorSpec] = None,
+    input_spec: Any = None,
     mask: bool = False,
     step: Optional[bool] = None,
     jit_compile: bool = False,
-    sample_inputs: Optional[np.ndarray] = None,
+    sample_inputs: Any = None,
     sample_mask: Optional[np.ndarray] = None,
     warmup: bool = False,
     overwrite: bool = False,
@@ -227,16 +229,24 @@ def export_saved_model(
       model: a `tfrnn.RNN`, or any callable module or Keras model that calls `tfrnn.RNN`s
         (built, i.e. called once, so its variables exist).
       export_dir: where the SavedModel goes (must not exist unless `overwrite`).
-      input_spec: `tf.TensorSpec([batch or None, None, *features])`; inferred from a built
-        `tfrnn.RNN` or a Keras model's inputs. A stateful model's batch is its states'.
+      input_spec: the model's inputs: a `tf.TensorSpec([batch or None, timesteps or None,
+        *features])`, or a list or dict of them for a model called with that structure;
+        default: read from a Keras model's inputs, a `__call__` with an `input_signature`, or
+        a built `tfrnn.RNN` (see `tfrnn._deploy.model_inputs`: names, fixed timesteps, which
+        inputs have a time axis). A stateful model's batch is its states'.
       mask: give the signatures a `mask` input (`[batch, time]`, `[batch]` for `step`),
-        passed as `model(inputs, mask=mask)`.
+        passed as `model(inputs, mask=mask)` (a model with one input).
       step: export `step` and `initial_state`: `None` when the model can stream (no RNN
-        runs backwards), `True` to insist, `False` to leave them out.
+        runs backwards and it takes any number of timesteps; otherwise the log and the
+        metadata's `step_refused` say why not), `True` to insist (an error if it cannot),
+        `False` to leave them out. Either way, streaming the samples through `step` must
+        reproduce `serving_default`, or the export fails (a model that mixes timesteps
+        otherwise, e.g. attention over time, needs `step=False`).
       jit_compile: XLA-compile the signatures (needs `--xla_cpu_compilation_enabled` on
         TF Serving); `False` serves on a stock server.
       sample_inputs, sample_mask: the inputs the export is checked on (and the warm-up
-        request); default: fixed-seed normal inputs `[2 or the stateful batch, 7, ...]`.
+        request): an array for a model with one input, else `{input name: array}`;
+        default: `sample_inputs_for` at batch 2 (or the stateful batch).
       warmup: write `assets.extra/tf_serving_warmup_requests`.
       overwrite: replace an existing `export_dir` (atomically).
       tflite_batch_size: the fixed batch of the functions kept for TFLite conversion
@@ -253,25 +263,34 @@ def export_saved_model(
       TypeError: an argument of the wrong type.
     """
     log = log or (lambda line: None)
-    path, input_spec = _validated_arguments(model, export_dir, input_spec, overwrite, tflite_batch_size)
+    path = _validated_arguments(export_dir, overwrite, tflite_batch_size)
     signatures = ModelSignatures(model, input_spec, mask=mask)
-    step = _wants_step(signatures, step, log)
+    wanted = _wants_step(signatures, step, log)
     samples = _samples(signatures, sample_inputs, sample_mask)
     tflite_batch = None if tflite_batch_size is None else signatures.stateful_batch() or int(tflite_batch_size)
+    options = dict(jit_compile=jit_compile, tflite_batch=tflite_batch, fuse_lstm=fuse_lstm, warmup=warmup)
     with StateSnapshot.of_rnns(signatures.stateful_rnns) as snapshot:
-        expected = _reference(signatures, samples, snapshot)
-        functions = function_set.trace(
-            signatures, jit_compile=jit_compile, step=step, tflite_batch=tflite_batch, fuse_lstm=fuse_lstm
-        )
-        snapshot.restore()  # the exported state variables start where the model's are
-        metadata = _metadata(signatures, functions, jit_compile, tflite_batch)
-        with _staging_beside(path) as staging:
-            _write(staging, functions, metadata, samples)
-            if warmup:
-                _write_warmup(staging, functions.serving, samples, model_name)
-            log(f"checking the export of {type(model).__name__} ({', '.join(sorted(metadata['signatures']))})")
-            errors = _check(staging, signatures, expected, samples, step, log)
-            _move_into_place(staging, path)
+        expected = signatures.reference(samples)
+        snapshot.restore()
+        return _export(path, signatures, snapshot, expected, samples, wanted, options, model_name, log)
+
+
+def _export(path, signatures, snapshot, expected, samples, step: bool, options, model_name, log) -> ExportResult:
+    """Traces, writes to a staging directory, checks, and moves the export into place."""
+    functions = function_set.trace(
+        signatures, jit_compile=options["jit_compile"], step=step, tflite_batch=options["tflite_batch"],
+        fuse_lstm=options["fuse_lstm"],
+    )
+    snapshot.restore()  # the exported state variables start where the model's are
+    metadata = _metadata(signatures, functions, options)
+    with _staging_beside(path) as staging:
+        _write(staging, functions, metadata, samples)
+        if options["warmup"]:
+            _write_warmup(staging, functions.serving, signatures, samples, model_name)
+        log(f"checking the export of {type(signatures.model).__name__} ({', '.join(sorted(metadata['signatures']))})")
+        errors = _check(staging, signatures, expected, samples, step, log)
+        snapshot.restore()
+        _move_into_place(staging, path)
     log(f"wrote {path}")
     return ExportResult(path, list(functions.serving.as_dict()), errors, metadata)
 
@@ -279,8 +298,8 @@ def export_saved_model(
 # -- the steps of export_saved_model, in order ---------------------------------------------------
 
 
-def _validated_arguments(model, export_dir, input_spec, overwrite: bool, tflite_batch_size):
-    """`(absolute export path, input_spec)`, or an error naming the bad argument."""
+def _validated_arguments(export_dir, overwrite: bool, tflite_batch_size) -> str:
+    """The absolute export path, or an error naming the bad argument."""
     if not isinstance(export_dir, (str, os.PathLike)):
         raise TypeError(f"export_dir must be a path, got {type(export_dir).__name__}")
     path = os.path.abspath(os.fspath(export_dir))
@@ -294,11 +313,7 @@ def _validated_arguments(model, export_dir, input_spec, overwrite: bool, tflite_
         isinstance(tflite_batch_size, bool) or not isinstance(tflite_batch_size, (int, np.integer)) or tflite_batch_size < 1
     ):
         raise ValueError(f"tflite_batch_size must be a positive int or None, got {tflite_batch_size!r}")
-    if input_spec is None:
-        input_spec = infer_input_spec(model)
-    if not isinstance(input_spec, tf.TensorSpec):
-        raise TypeError(f"input_spec must be a tf.TensorSpec, got {type(input_spec).__name__}")
-    return path, input_spec
+    return path
 
 
 def _wants_step(signatures: ModelSignatures, step: Optional[bool], log) -> bool:
@@ -306,66 +321,83 @@ def _wants_step(signatures: ModelSignatures, step: Optional[bool], log) -> bool:
     if step is not None:
         return bool(step)
     if not signatures.streamable:
-        log("  no step signature: the model has RNNs with go_backwards=True")
+        log(f"  no step signature: {signatures.why_not_streamable()}")
     return signatures.streamable
 
 
+def given_samples(signatures: ModelSignatures, inputs: Any, mask: Any = None) -> dict[str, np.ndarray]:
+    """`sample_inputs` (and `sample_mask`) checked against the signatures' inputs.
+
+    `inputs`: an array (a model with one input) or `{input name: array}`. Returns
+    `{name: array}` (with `mask`, all true unless given, when the signatures take one).
+    """
+    names = signatures.inputs.names
+    if not isinstance(inputs, Mapping):
+        if len(names) != 1:
+            raise TypeError(
+                f"sample_inputs must be a dict {{input name: array}} with the keys {names} (the model has "
+                f"{len(names)} inputs), got {type(inputs).__name__}"
+            )
+        inputs = {names[0]: inputs}
+    if sorted(inputs) != sorted(names):
+        raise ValueError(f"sample_inputs must have the keys {sorted(names)} (the signature's inputs), got {sorted(inputs)}")
+    samples = {}
+    for model_input in signatures.inputs.inputs:
+        value = np.asarray(inputs[model_input.name], model_input.spec.dtype.as_numpy_dtype)
+        expected = model_input.sequence_spec(None).shape
+        if not expected.is_compatible_with(value.shape):
+            where = "" if len(names) == 1 else f"[{model_input.name!r}]"
+            raise ValueError(f"sample_inputs{where} must have shape {expected.as_list()} (None: any), got {list(value.shape)}")
+        samples[model_input.name] = value
+    times = {v.shape[1] for k, v in samples.items() if time_axes(signatures)[k]}
+    if len(times) > 1:
+        raise ValueError(f"sample_inputs: the inputs with a time axis must have the same number of timesteps, got {sorted(times)}")
+    if signatures.mask:
+        first = samples[names[0]]
+        mask = np.ones(first.shape[:2], bool) if mask is None else np.asarray(mask, bool)
+        if tuple(mask.shape) != tuple(first.shape[:2]):
+            raise ValueError(f"sample_mask must have shape {list(first.shape[:2])}, got {list(mask.shape)}")
+        samples["mask"] = mask
+    return samples
+
+
 def _samples(signatures: ModelSignatures, inputs, mask) -> dict[str, np.ndarray]:
-    """`{"inputs": [batch, time, ...], "mask": [batch, time]}` (mask only with a mask input)."""
+    """The given samples, or `sample_inputs_for` at batch 2 (or the stateful batch)."""
     if inputs is None:
-        inputs, generated_mask = sample_inputs_for(
-            signatures.input_spec, signatures.stateful_batch() or 2, mask=signatures.mask
-        )
-        mask = generated_mask if mask is None else mask
-    inputs = np.asarray(inputs, signatures.input_spec.dtype.as_numpy_dtype)
-    if not signatures.input_spec.shape.is_compatible_with(inputs.shape):
-        raise ValueError(
-            f"sample_inputs must have shape {signatures.input_spec.shape.as_list()} (None: any), "
-            f"got {list(inputs.shape)}"
-        )
-    if not signatures.mask:
-        return {"inputs": inputs}
-    if mask is None:
-        mask = np.ones(inputs.shape[:2], bool)
-    if tuple(np.shape(mask)) != tuple(inputs.shape[:2]):
-        raise ValueError(f"sample_mask must have shape {list(inputs.shape[:2])}, got {list(np.shape(mask))}")
-    return {"inputs": inputs, "mask": np.asarray(mask, bool)}
+        generated = sample_inputs_for(signatures, signatures.stateful_batch() or 2)
+        if mask is not None and "mask" in generated:
+            generated["mask"] = mask
+        inputs, mask = {k: v for k, v in generated.items() if k != "mask"}, generated.get("mask")
+    return given_samples(signatures, inputs, mask)
 
 
 def _feed(samples: Mapping[str, np.ndarray]) -> dict[str, tf.Tensor]:
     return {name: tf.constant(value) for name, value in samples.items()}
 
 
-def _reference(signatures: ModelSignatures, samples, snapshot: StateSnapshot) -> dict[str, np.ndarray]:
-    """The in-memory model's outputs on the samples, as the user calls it (states restored)."""
-    try:
-        mask = samples.get("mask")
-        result = call_model(signatures.model, tf.constant(samples["inputs"]), None if mask is None else tf.constant(mask))
-    finally:
-        snapshot.restore()
-    named, _ = split_result(result)
-    expected = {k: v.numpy() for k, v in named.items()}
-    if isinstance(result, (list, tuple)) and len(result) == 1 + signatures.num_states:
-        expected.update({state_name(i): np.asarray(s) for i, s in enumerate(result[1:])})
-    return expected
-
-
-def _metadata(signatures: ModelSignatures, functions: function_set.FunctionSet, jit_compile, tflite_batch) -> dict:
+def _metadata(signatures: ModelSignatures, functions: function_set.FunctionSet, options: dict) -> dict:
     """`assets.extra/tfrnn_export.json`: what `tfrnn.tflite` and the tools read back."""
+    first = (signatures.inputs.time_inputs or list(signatures.inputs.inputs))[0]
     return {
         "format": FORMAT_VERSION,
         "signatures": sorted(functions.serving.as_dict()),
-        "input_shape": signatures.input_spec.shape.as_list(),
-        "input_dtype": signatures.input_spec.dtype.name,
+        "inputs": [
+            {"name": i.name, "shape": i.spec.shape.as_list(), "dtype": i.spec.dtype.name, "time_axis": i.time_axis}
+            for i in signatures.inputs.inputs
+        ],
+        "input_shape": first.spec.shape.as_list(),
+        "input_dtype": first.spec.dtype.name,
+        "timesteps": signatures.inputs.timesteps,
         "mask": signatures.mask,
         "state_shapes": [s.as_list() for s in signatures.state_shapes],
         "state_dtypes": [d.name for d in signatures.state_dtypes],
         "stateful": signatures.stateful,
         "stateful_batch_size": signatures.stateful_batch(),
         "sequence_outputs": signatures.sequence_outputs,
-        "jit_compile": bool(jit_compile),
+        "step_refused": None if signatures.streamable else signatures.why_not_streamable(),
+        "jit_compile": bool(options["jit_compile"]),
         "tflite_functions": functions.tflite_names(),
-        "tflite_batch_size": tflite_batch,
+        "tflite_batch_size": options["tflite_batch"],
         "tfrnn_version": _version(),
     }
 
@@ -410,15 +442,13 @@ def _write(staging: str, functions: function_set.FunctionSet, metadata: dict, sa
     np.savez(os.path.join(extra, SAMPLES_FILE), **samples)
 
 
-def _write_warmup(staging: str, serving: function_set.ServingFunctions, samples: dict, model_name: str) -> None:
+def _write_warmup(staging: str, serving, signatures: ModelSignatures, samples: dict, model_name: str) -> None:
     """One warm-up request per signature that takes inputs (`serving_default`, `step`)."""
     requests = [("serving_default", dict(samples))]
     if serving.step is not None:
-        inputs = samples["inputs"]
-        initial = serving.initial_state(tf.constant(inputs.shape[0], tf.int32))
-        feed = {"inputs": inputs[:, 0], **{k: v.numpy() for k, v in initial.items()}}
-        if "mask" in samples:
-            feed["mask"] = samples["mask"][:, 0]
+        batch = next(iter(samples.values())).shape[0]
+        initial = serving.initial_state(tf.constant(batch, tf.int32))
+        feed = {**step_feed(samples, time_axes(signatures), 0), **{k: v.numpy() for k, v in initial.items()}}
         requests.append(("step", feed))
     path = os.path.join(staging, "assets.extra", warmup_lib.WARMUP_FILE)
     warmup_lib.write_warmup_file(path, model_name, requests)
@@ -448,15 +478,14 @@ def _check_step(loaded, signatures: ModelSignatures, samples: dict) -> float:
     whole = {k: v.numpy() for k, v in loaded.signatures["serving_default"](**_feed(samples)).items()}
     mask = samples.get("mask")
     streamed = stream_through_step(
-        loaded.signatures["step"], loaded.signatures["initial_state"], signatures.num_states, samples["inputs"], mask
+        loaded.signatures["step"], loaded.signatures["initial_state"], signatures.num_states, samples,
+        time_axes(signatures),
     )
-    expected = {k: v for k, v in whole.items() if k.startswith("state_") or k == "outputs"}
-    if "outputs" in whole:
-        streamed["outputs"] = comparable_outputs(
-            streamed["outputs"], whole["outputs"], mask, signatures.sequence_outputs.get("outputs")
-        )
+    for name in streamed:
+        if name in whole and not name.startswith("state_"):
+            streamed[name] = comparable_outputs(streamed[name], whole[name], mask, signatures.sequence_outputs.get(name))
     return checks.compare(
-        streamed, expected, check=STEP_CHECK, tolerance=TOLERANCE, actual_name="step",
+        streamed, whole, check=STEP_CHECK, tolerance=TOLERANCE, actual_name="step",
         expected_name="serving_default", hint=STEP_HINT,
     )
 

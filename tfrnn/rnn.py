@@ -247,7 +247,8 @@ class RNN(tf.Module):
                 plan = dataclasses.replace(plan, inputs=inputs)
         output, final_states = self._run(plan, context, keeps_states)
         if context.observer is not None:
-            record = trace_context.CallRecord(self, self.state_shapes, plan.dtype, list(final_states))
+            fed = tf.nest.flatten([inputs, mask], expand_composites=True)
+            record = trace_context.CallRecord(self, self.state_shapes, plan.dtype, list(final_states), fed)
             context.observer(record)
         if self.return_sequences:
             output = plan.ragged_output(output, self.go_backwards)

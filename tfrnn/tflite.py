@@ -76,7 +76,9 @@ class _Source:
 
     functions: TFLiteFunctions
     samples: dict
-    """`inputs` `[batch, time, ...]` (and `mask`), at the functions' batch where it is fixed."""
+    """`{input name: array}` (and `mask`), at the functions' batch where it is fixed."""
+    time_axis: dict
+    """`{input name: has a time axis}` (streamed one timestep at a time by `step`)."""
     stateful: bool
     snapshot: StateSnapshot
     """A model in memory: its states, restored after the probe and at the end."""
@@ -85,10 +87,10 @@ class _Source:
 
 
 def _from_model(model, input_spec, mask, batch_size, step: Optional[bool], fuse_lstm) -> _Source:
-    if input_spec is None:
-        input_spec = export_lib.infer_input_spec(model)
     signatures = ModelSignatures(model, input_spec, mask=mask)
     batch = signatures.stateful_batch() or (None if batch_size is None else int(batch_size))
+    if step and not signatures.streamable:
+        raise ValueError(f"the model has no step signature: {signatures.why_not_streamable()}")
     functions = function_set.trace_tflite(
         signatures,
         batch=batch,
@@ -96,9 +98,9 @@ def _from_model(model, input_spec, mask, batch_size, step: Optional[bool], fuse_
         fuse_lstm=fuse_lstm is not False,
     )
     # A dynamic batch is checked with 2 rows.
-    inputs, sample_mask = export_lib.sample_inputs_for(signatures.input_spec, batch or 2, mask=mask)
-    samples = {"inputs": inputs, **({"mask": sample_mask} if mask else {})}
-    return _Source(functions, samples, signatures.stateful, StateSnapshot.of_rnns(signatures.stateful_rnns))
+    samples = export_lib.sample_inputs_for(signatures, batch or 2)
+    snapshot = StateSnapshot.of_rnns(signatures.stateful_rnns)
+    return _Source(functions, samples, export_lib.time_axes(signatures), signatures.stateful, snapshot)
 
 
 def _from_saved_model(path: str, want_step: Optional[bool]) -> _Source:
@@ -118,7 +120,8 @@ def _from_saved_model(path: str, want_step: Optional[bool]) -> _Source:
     samples = export_lib.read_samples(path)
     if functions.batch is not None:
         samples = {k: _fit_batch(v, functions.batch) for k, v in samples.items()}
-    return _Source(functions, samples, metadata["stateful"], StateSnapshot([]), owner=loaded)
+    time_axis = export_lib.time_axes(metadata)
+    return _Source(functions, samples, time_axis, metadata["stateful"], StateSnapshot([]), owner=loaded)
 
 
 def _fit_batch(array: np.ndarray, batch: int) -> np.ndarray:
@@ -222,10 +225,10 @@ def convert(
     signatures: Optional[Sequence[str]] = None,
     quantize: Optional[str] = None,
     fuse_lstm: Union[bool, str] = "auto",
-    input_spec: Optional[tf.TensorSpec] = None,
+    input_spec: Any = None,
     mask: bool = False,
     batch_size: Optional[int] = 1,
-    sample_inputs: Optional[np.ndarray] = None,
+    sample_inputs: Any = None,
     sample_mask: Optional[np.ndarray] = None,
     check: bool = True,
     overwrite: bool = False,
@@ -247,8 +250,9 @@ def convert(
         (`batch_size` fixes the batch, which the fused LSTM op needs; `None` leaves it
         dynamic; a stateful model uses its own).
       sample_inputs, sample_mask: the inputs of the checks and of the cell-clip probe
-        (`[batch, time, ...]`, the batch fitted to the conversion's); default: those the
-        SavedModel was exported with, or fixed-seed normal inputs of 7 steps.
+        (an array for a model with one input, else `{input name: array}`; the batch fitted to
+        the conversion's); default: those the SavedModel was exported with, or
+        `tfrnn.export.sample_inputs_for` (the model's fixed timesteps, or 7).
       check: run the result in LiteRT against TensorFlow on sample inputs.
       overwrite: replace an existing `output_path`.
       log: called with progress lines.
@@ -312,11 +316,19 @@ def _validated_arguments(quantize, fuse_lstm, signatures, output_path, overwrite
 
 def _given_samples(inputs, mask, source: _Source) -> dict:
     """`sample_inputs` (and `sample_mask`, all-true by default) fitted to the functions' batch."""
-    samples = {"inputs": np.asarray(inputs)}
+    names = sorted(source.time_axis)
+    if not isinstance(inputs, dict):
+        if len(names) != 1:
+            raise TypeError(f"sample_inputs must be a dict {{input name: array}} with the keys {names}, got {type(inputs).__name__}")
+        inputs = {names[0]: inputs}
+    if sorted(inputs) != names:
+        raise ValueError(f"sample_inputs must have the keys {names} (the signature's inputs), got {sorted(inputs)}")
+    samples = {k: np.asarray(v, source.samples[k].dtype) for k, v in inputs.items()}
     if mask is not None:
         samples["mask"] = np.asarray(mask, bool)
     elif "mask" in source.samples:
-        samples["mask"] = np.ones(samples["inputs"].shape[:2], bool)
+        timed = [samples[k] for k in names if source.time_axis[k]]
+        samples["mask"] = np.ones(timed[0].shape[:2], bool)
     if source.functions.batch is not None:
         samples = {k: _fit_batch(v, source.functions.batch) for k, v in samples.items()}
     return samples
@@ -374,10 +386,10 @@ def _check_parity(source: _Source, content: bytes, names, unfused: bool, quantiz
         runtime.get_signature_runner("reset_state")()
     errors = {}
     if "serving_default" in names:
-        errors["serving_default"] = _check_serving(runtime, functions.serving(unfused), source.samples, quantize)
+        errors["serving_default"] = _check_serving(runtime, functions.serving(unfused), source, quantize)
         log(f"  serving_default: LiteRT vs. TensorFlow max abs error {errors['serving_default']:.2e}")
     if "step" in names:
-        errors["step"] = _check_step(runtime, functions, source.samples, quantize)
+        errors["step"] = _check_step(runtime, source, quantize)
         log(f"  step: LiteRT vs. TensorFlow max abs error {errors['step']:.2e}")
     if source.stateful:
         functions.reset_state()
@@ -392,30 +404,30 @@ def _compare(actual, expected, check: str, quantize) -> float:
     )
 
 
-def _check_serving(runtime, serving_tf, samples: dict, quantize) -> float:
+def _check_serving(runtime, serving_tf, source: _Source, quantize) -> float:
     """`serving_default` on the samples and then on them reversed in time."""
-    inputs, mask = samples["inputs"], samples.get("mask")
-    feeds = [{"inputs": inputs}, {"inputs": inputs[:, ::-1].copy()}]
-    if mask is not None:
-        for feed in feeds:
-            feed["mask"] = mask
+    reversed_in_time = {
+        k: v[:, ::-1].copy() if source.time_axis.get(k) else v for k, v in source.samples.items()
+    }
     runner = runtime.get_signature_runner("serving_default")
     error = 0.0
-    for call, feed in enumerate(feeds, 1):  # the second call sees whatever state the first one left
+    for call, feed in enumerate([source.samples, reversed_in_time], 1):
+        # The second call sees whatever state the first one left.
         check = f"serving_default (LiteRT vs. TensorFlow, invocation {call})"
         error = max(error, _compare(runner(**feed), _tf_call(serving_tf, feed), check, quantize))
     return error
 
 
-def _check_step(runtime, functions: TFLiteFunctions, samples: dict, quantize) -> float:
+def _check_step(runtime, source: _Source, quantize) -> float:
     """The samples streamed through `step`, each side carrying its own states."""
-    inputs, mask = samples["inputs"], samples.get("mask")
+    functions, samples = source.functions, source.samples
     runner = runtime.get_signature_runner("step")
-    tf_states = _tf_call(functions.initial_state, {"batch_size": np.int32(inputs.shape[0])})
+    timed = [v for k, v in samples.items() if source.time_axis.get(k)]
+    tf_states = _tf_call(functions.initial_state, {"batch_size": np.int32(timed[0].shape[0])})
     lite_states = dict(tf_states)
     error = 0.0
-    for t in range(inputs.shape[1]):
-        feed = {"inputs": inputs[:, t], **({"mask": mask[:, t]} if mask is not None else {})}
+    for t in range(timed[0].shape[1]):
+        feed = export_lib.step_feed(samples, source.time_axis, t)
         expected = _tf_call(functions.step, {**feed, **tf_states})
         actual = runner(**feed, **lite_states)
         check = f"step (LiteRT vs. TensorFlow, timestep {t})"

@@ -57,6 +57,8 @@ class CallRecord:
     """The states' (compute) dtype."""
     final_states: list
     """The final states (empty where a `substitute` computed the call)."""
+    inputs: list = dataclasses.field(default_factory=list)
+    """The call's inputs and mask, flat (what an export traces back to the model's inputs)."""
 
 
 class Substitute(Protocol):

@@ -1,38 +1,48 @@
 """The functions an export gives a model built on `tfrnn.RNN`: full sequence, step, states.
 
 `ModelSignatures` wraps any callable model that runs `tfrnn.RNN`s — a `tfrnn.RNN`, a
-`tf.Module` around several of them, a Keras 3 model of `tfrnn.keras` layers or a tf-keras
-model of `tfrnn.tf_keras` layers — and traces:
+`tf.Module` around several of them (its `__call__` may carry an `input_signature`), a Keras 3
+model of `tfrnn.keras` layers or a tf-keras model of `tfrnn.tf_keras` layers — with the
+inputs `tfrnn._deploy.model_inputs` reads (names, dtypes, fixed timesteps, which inputs
+have a time axis), and traces:
 
-* `serving_default(inputs [batch, time, features...][, mask [batch, time]])`: the whole
-  sequence, as calling the model does (a stateful model reads and updates its states);
-  results `outputs` and, when the model returns states (a list `[output, *states]`),
-  `state_0 ... state_{n-1}`: every RNN's final states, flat, in call order;
-* `step(inputs [batch, features...], state_0, ...[, mask [batch]])`: one timestep with the
-  states passed in and returned (`outputs`, `state_0`, ...), for serving, where the server
-  keeps no per-client state. Every RNN of the model starts from its slice of the given
-  states and returns its final states (see `StreamCapture`); stateful RNNs'
-  variables are neither read nor written. The model's own result for a one-step sequence is
-  `outputs`, its time axis dropped when the full-sequence result has one;
+* `serving_default(<inputs>[, mask [batch, time]])`: the whole sequence, as calling the
+  model does (a stateful model reads and updates its states). One input is `inputs`;
+  several keep their names. Results: `outputs` (or, for a dict result, its keys; for a list
+  of several outputs, a Keras model's `output_names` or `output_<i>`) and, when the model
+  returns states (a list `[output, *states]`), `state_0 ... state_{n-1}`: every RNN's final
+  states, flat, in call order;
+* `step(<inputs>, state_0, ...[, mask [batch]])`: one timestep with the states passed in
+  and returned, for serving, where the server keeps no per-client state. Inputs with a
+  time axis come one timestep at a time (`[batch, features...]`), side inputs whole. Every
+  RNN of the model starts from its slice of the given states and returns its final states
+  (see `StreamCapture`); stateful RNNs' variables are neither read nor written. A result
+  with a time axis in the full sequence comes without it;
 * `initial_state(batch_size)`: the states a new stream starts from (each cell's
   `get_initial_state`, zeros by default);
 * `reset_state()` (stateful models): sets the state variables to their initial states.
 
-A model whose RNNs run backwards cannot be streamed forwards one step at a time; it gets
-no `step` (asking for one is an error that says so).
+A model cannot stream (no `step`) when its RNNs run backwards, or when it cannot be called
+on another number of timesteps than it declares (a layer that mixes timesteps, such as a
+`Flatten` over time); `why_not_streamable` says which. A model whose outputs depend on more
+than its states and the current timestep (attention over time, a mask computed from the
+position in the sequence) is caught by the export's step check.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from tfrnn._core import trace_context
 from tfrnn._core.arguments import accepts_argument
 from tfrnn._deploy import composite_lstm
+from tfrnn._deploy.model_inputs import ModelInputs, feeding, relaxed_callable
 from tfrnn.bidirectional import Bidirectional
 
 
@@ -103,51 +113,51 @@ class StreamCapture:
         return [s for r in self.records for s in r.final_states]
 
 
-def call_model(model: Any, inputs: tf.Tensor, mask: Optional[tf.Tensor]) -> Any:
-    """`model(inputs[, mask=mask][, training=False])`, for modules and Keras models alike."""
+def call_kwargs(model: Any, call: Callable, mask: Optional[tf.Tensor]) -> dict:
+    """The keywords a model is called with: `mask` (if any), `training=False` where taken."""
     kwargs = {}
     if mask is not None:
         kwargs["mask"] = mask
-    if accepts_argument(getattr(model, "call", model), "training") or accepts_argument(model, "training"):
+    if accepts_argument(getattr(model, "call", model), "training") or accepts_argument(call, "training"):
         kwargs["training"] = False
-    return model(inputs, **kwargs)
-
-
-def split_result(result: Any) -> tuple[dict, bool]:
-    """`({name: tensor}, returns_states)` of a model's result.
-
-    A tensor is `outputs`; a list or tuple is `[output, *states]`; a dict keeps its keys.
-    """
-    if isinstance(result, dict):
-        return {str(k): tf.convert_to_tensor(v) for k, v in result.items()}, False
-    if isinstance(result, (list, tuple)):
-        return {"outputs": tf.convert_to_tensor(result[0])}, len(result) > 1
-    return {"outputs": tf.convert_to_tensor(result)}, False
+    return kwargs
 
 
 def state_name(index: int) -> str:
     return f"state_{index}"
 
 
+def output_names(model: Any, count: int) -> list[str]:
+    """Names for a list of `count` outputs: a Keras model's `output_names`, else `output_<i>`."""
+    names = list(getattr(model, "output_names", None) or [])
+    if len(names) == count and len(set(names)) == count and all(re.fullmatch(r"[A-Za-z_][\w.\-/]*", n) for n in names):
+        if not any(n == "outputs" or re.fullmatch(r"state_\d+", n) for n in names):
+            return names
+    return [f"output_{i}" for i in range(count)]
+
+
 class ModelSignatures:
     """Traces a model's export signatures (see the module docstring).
 
     Args:
-      model: the model; called as `model(inputs[, mask=mask][, training=False])`.
-      input_spec: `[batch or None, time or None, features...]` and dtype of the inputs.
-      mask: whether the signatures take a mask.
+      model: the model; called as `model(inputs[, mask=mask][, training=False])`, its
+        inputs in their own structure (see `tfrnn._deploy.model_inputs`).
+      input_spec: `None` (read from the model), a `tf.TensorSpec`, or a list or dict of them.
+      mask: whether the signatures take a mask (a model with one input only).
     """
 
-    def __init__(self, model: Any, input_spec: tf.TensorSpec, mask: bool = False):
-        if input_spec.shape.rank is None or input_spec.shape.rank < 2:
+    def __init__(self, model: Any, input_spec: Any = None, mask: bool = False):
+        inputs = ModelInputs.of(model, input_spec)
+        if mask and len(inputs) != 1:
+            raise ValueError(
+                f"mask=True calls model(inputs, mask=mask), but the model takes {len(inputs)} inputs "
+                f"{inputs.names}; give it its mask as an input of its own, or mask inside the model "
+                "(Masking, Embedding(mask_zero=True), tf.sequence_mask of a lengths input)"
+            )
+        if len(inputs) == 1 and inputs.inputs[0].spec.shape.rank < 2:
             raise ValueError(
                 "input_spec must be [batch, timesteps, features...] (or [batch, timesteps] "
-                f"for token ids), got shape {input_spec.shape}"
-            )
-        if not input_spec.shape[2:].is_fully_defined():
-            raise ValueError(
-                f"input_spec must give the feature shape, got {input_spec.shape} (only batch "
-                "and timesteps may be None)"
+                f"for token ids), got shape {inputs.inputs[0].spec.shape}"
             )
         if isinstance(model, Bidirectional) and model.merge_mode is None:
             raise ValueError(
@@ -156,52 +166,113 @@ class ModelSignatures:
                 "returns a dict of the two"
             )
         self.model = model
-        self.input_spec = tf.TensorSpec(
-            tf.TensorShape([input_spec.shape[0], None]).concatenate(input_spec.shape[2:]),
-            input_spec.dtype,
-        )
         self.mask = bool(mask)
+        self.inputs = inputs
         self._discover()
 
     # -- what the model holds ------------------------------------------------------------------
 
     def _discover(self) -> None:
-        """Traces the model once to find its RNNs, their states and its result structure."""
+        """Traces the model to find its RNNs, their states, its time-axis inputs and results."""
         # Traced as a stream that only records: stateful RNNs take any batch, move no state.
         capture = StreamCapture()
-        returns_states = []
+        seen = {}
+        call = relaxed_callable(self.model, fixed_time=False)
 
-        def trace(inputs, mask=None):
+        def trace(*flat):
+            capture.records.clear()  # a model that creates its variables here is traced twice
             with trace_context.scope(jit_compile=False, stream=capture, observer=capture.record):
-                named, has_states = split_result(call_model(self.model, inputs, mask))
-            returns_states.append(has_states)
+                result = self._call(flat, call)
+            seen["placeholders"] = flat[: len(self.inputs)]
+            named, seen["returns_states"] = self.split(result, capture.records)
             return named
 
-        specs = [self.input_spec] + ([self.mask_spec(self.input_spec.shape[0])] if self.mask else [])
-        try:
-            concrete = tf.function(trace, autograph=False).get_concrete_function(*specs)
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"the model cannot be called on inputs of shape {self.input_spec.shape} "
-                f"({self.input_spec.dtype.name}){' with a mask' if self.mask else ''}: {error}"
-            ) from error
+        self._trace(trace, self._sequence_specs(None, declared=True))
         self.records = capture.records
         if not self.records:
             raise ValueError(
                 f"the model ({type(self.model).__name__}) calls no tfrnn.RNN, so tfrnn "
                 "cannot export its streaming step or states"
             )
-        # A result with a time axis has it unknown when the inputs' time is unknown.
-        self.sequence_outputs = {
-            name: t.shape.rank is not None and t.shape.rank >= 2 and t.shape[1] is None
-            for name, t in concrete.structured_outputs.items()
-        }
-        self.output_names = list(concrete.structured_outputs)
-        self.returns_states = returns_states[0]
+        self.returns_states = seen["returns_states"]
         self.state_shapes = [shape for r in self.records for shape in r.state_shapes]
         self.state_dtypes = [r.dtype for r in self.records for _ in r.state_shapes]
         self.stateful_rnns = [r.rnn for r in self.records if getattr(r.rnn, "stateful", False)]
         self.backwards = [r.rnn for r in self.records if getattr(r.rnn, "go_backwards", False)]
+        self.inputs = self.inputs.with_time_axes(self._time_axis_inputs(seen["placeholders"]))
+        self._discover_streaming()
+
+    def _time_axis_inputs(self, placeholders) -> list[int]:
+        """The inputs of rank >= 2 that feed an RNN (all of rank >= 2 if none is traced to one)."""
+        ranked = [n for n, i in enumerate(self.inputs.inputs) if i.spec.shape.rank >= 2]
+        fed = feeding(placeholders, [t for r in self.records for t in r.inputs])
+        return [n for n in ranked if n in fed] or ranked
+
+    def _discover_streaming(self) -> None:
+        """Traces the model on any number of timesteps: which results have a time axis, and
+        whether it can stream at all (`stream_refusal` says why not)."""
+        capture = StreamCapture()
+        call = relaxed_callable(self.model, fixed_time=self.inputs.timesteps is not None)
+
+        def trace(*flat):
+            capture.records.clear()
+            with trace_context.scope(jit_compile=False, stream=capture, observer=capture.record):
+                named, _ = self.split(self._call(flat, call), capture.records)
+            return named
+
+        self.stream_refusal = None
+        try:
+            concrete = tf.function(trace, autograph=False).get_concrete_function(
+                *self._sequence_specs(None, declared=True, any_time=True)
+            )
+            outputs = concrete.structured_outputs
+        except (TypeError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            self.stream_refusal = (
+                f"the model cannot be called on {'any other number of' if self.inputs.timesteps else 'other numbers of'} "
+                f"timesteps ({first})"
+            )
+            outputs = self._declared_outputs
+        # A result with a time axis has it unknown when the inputs' time is unknown.
+        self.sequence_outputs = {
+            name: self.stream_refusal is None and t.shape.rank is not None and t.shape.rank >= 2 and t.shape[1] is None
+            for name, t in outputs.items()
+        }
+        self.output_names = list(outputs)
+
+    def _trace(self, trace: Callable, specs: list) -> None:
+        try:
+            self._declared_outputs = tf.function(trace, autograph=False).get_concrete_function(*specs).structured_outputs
+        except (TypeError, ValueError) as error:
+            described = ", ".join(f"{s.name} {s.shape} {s.dtype.name}" for s in specs)
+            raise ValueError(f"the model cannot be called on its inputs ({described}): {error}") from error
+
+    def _call(self, flat: Sequence[tf.Tensor], call: Optional[Callable] = None) -> Any:
+        """The model (or `call`) on the flat signature arguments (inputs, then the mask)."""
+        call = self.model if call is None else call
+        count = len(self.inputs)
+        mask = flat[count] if self.mask else None
+        return self.inputs.call(call, list(flat[:count]), **call_kwargs(self.model, call, mask))
+
+    def split(self, result: Any, records: Sequence[trace_context.CallRecord]) -> tuple[dict, bool]:
+        """`({name: tensor}, returns_states)` of a model's result.
+
+        A tensor is `outputs`; a dict keeps its keys; a list or tuple is `[output, *states]`
+        when its tail has the shapes of the RNNs' states, else several outputs
+        (`output_names`).
+        """
+        if isinstance(result, dict):
+            return {str(k): tf.convert_to_tensor(v) for k, v in result.items()}, False
+        if not isinstance(result, (list, tuple)):
+            return {"outputs": tf.convert_to_tensor(result)}, False
+        tensors = [tf.convert_to_tensor(t) for t in result]
+        shapes = [shape for r in records for shape in r.state_shapes]
+        if len(tensors) == 1 or (
+            len(tensors) == 1 + len(shapes)
+            and all(t.shape[1:].is_compatible_with(s) for t, s in zip(tensors[1:], shapes))
+        ):
+            return {"outputs": tensors[0]}, len(tensors) > 1
+        return dict(zip(output_names(self.model, len(tensors)), tensors)), False
 
     @property
     def stateful(self) -> bool:
@@ -209,14 +280,20 @@ class ModelSignatures:
 
     @property
     def streamable(self) -> bool:
-        return not self.backwards
+        return not self.backwards and self.stream_refusal is None
+
+    def why_not_streamable(self) -> str:
+        if self.backwards:
+            names = ", ".join(getattr(r, "name", type(r).__name__) for r in self.backwards)
+            return f"the model's RNNs {names} run with go_backwards=True"
+        return self.stream_refusal or ""
 
     @property
     def num_states(self) -> int:
         return len(self.state_shapes)
 
     def mask_spec(self, batch: Optional[int] = None, time: bool = True) -> tf.TensorSpec:
-        shape = [batch, None] if time else [batch]
+        shape = [batch, self.inputs.timesteps] if time else [batch]
         return tf.TensorSpec(shape, tf.bool, name="mask")
 
     def state_specs(self, batch: Optional[int]) -> list[tf.TensorSpec]:
@@ -232,11 +309,19 @@ class ModelSignatures:
             raise ValueError(f"the model's stateful RNNs hold states for different batch sizes {sorted(sizes)}")
         return sizes.pop() if sizes else None
 
-    def _sequence_specs(self, batch: Optional[int]) -> list[tf.TensorSpec]:
-        """`inputs` `[batch, None, ...]` (and `mask` `[batch, None]`) of a whole sequence."""
-        shape = [batch] + self.input_spec.shape[1:].as_list()
-        spec = tf.TensorSpec(shape, self.input_spec.dtype, name="inputs")
-        return [spec] + ([self.mask_spec(batch)] if self.mask else [])
+    def _sequence_specs(self, batch: Optional[int], declared: bool = False, any_time: bool = False) -> list:
+        """The inputs of a whole sequence (and `mask`), at `batch` (or the declared batch), the
+        time axis as declared (or any, with `any_time`)."""
+        specs = []
+        for model_input in self.inputs.inputs:
+            spec = model_input.sequence_spec(batch, any_time=any_time)
+            if declared:
+                spec = tf.TensorSpec([model_input.spec.shape[0]] + spec.shape[1:].as_list(), spec.dtype, name=spec.name)
+            specs.append(spec)
+        if self.mask:
+            time = None if any_time else self.inputs.timesteps
+            specs.append(tf.TensorSpec([specs[0].shape[0], time], tf.bool, name="mask"))
+        return specs
 
     def _grouped(self, flat: Sequence[tf.Tensor]) -> list[list[tf.Tensor]]:
         groups, offset = [], 0
@@ -246,19 +331,32 @@ class ModelSignatures:
             offset += count
         return groups
 
+    def reference(self, feed: dict) -> dict:
+        """The model in memory on `feed` (`{signature input name: array}`), as the user calls
+        it: `{result name: array}`, with the final states when the model returns them."""
+        names = self.inputs.names + (["mask"] if self.mask else [])
+        records: list = []
+        with trace_context.scope(observer=records.append):
+            result = self._call([tf.constant(feed[name]) for name in names])
+        named, _ = self.split(result, records)
+        expected = {k: v.numpy() for k, v in named.items()}
+        if isinstance(result, (list, tuple)) and "outputs" in named and len(result) == 1 + self.num_states:
+            expected.update({state_name(i): np.asarray(s) for i, s in enumerate(result[1:])})
+        return expected
+
     # -- the signature functions -----------------------------------------------------------------
 
     def serving_default(self, options: TraceOptions, batch: Optional[int] = None) -> Callable:
         """The full-sequence function, a `tf.function` with its input signature."""
         specs = self._sequence_specs(batch)
 
-        def serving_default(inputs, mask=None):
+        def serving_default(*flat):
             records: list = []
             with traced_with(options, observer=records.append):
-                named, has_states = split_result(call_model(self.model, inputs, mask))
+                named, has_states = self.split(self._call(flat), records)
             if has_states:
-                flat = [s for r in records for s in r.final_states]
-                named.update({state_name(i): s for i, s in enumerate(flat)})
+                flat_states = [s for r in records for s in r.final_states]
+                named.update({state_name(i): s for i, s in enumerate(flat_states)})
             return named
 
         return tf.function(serving_default, input_signature=specs, autograph=False, jit_compile=options.jit_compile or None)
@@ -271,36 +369,37 @@ class ModelSignatures:
         """
         specs = self._sequence_specs(batch)
 
-        def probe(inputs, mask=None):
+        def probe(*flat):
             with traced_with(options) as context:
-                call_model(self.model, inputs, mask)
+                self._call(flat)
             found = context.substitute.max_abs_cell_state
-            stacked = tf.stack(found) if found else tf.zeros([0], self.input_spec.dtype)
+            stacked = tf.stack(found) if found else tf.zeros([0], self.state_dtypes[0])
             return {"max_abs_cell_state": stacked}
 
         return tf.function(probe, input_signature=specs, autograph=False)
 
     def step(self, options: TraceOptions, batch: Optional[int] = None) -> Callable:
-        """The one-timestep function with explicit states."""
+        """The one-timestep function with explicit states: time-axis inputs at one timestep,
+        side inputs whole, then the states (and `mask [batch]`)."""
         if not self.streamable:
-            names = ", ".join(getattr(r, "name", type(r).__name__) for r in self.backwards)
             raise ValueError(
-                f"a step signature streams forwards one timestep at a time, but the model's "
-                f"RNNs {names} run with go_backwards=True; export with step=False"
+                f"a step signature streams forwards one timestep at a time, but {self.why_not_streamable()}; "
+                "export with step=False"
             )
-        features = self.input_spec.shape[2:].as_list()
-        specs = [tf.TensorSpec([batch] + features, self.input_spec.dtype, name="inputs")]
-        specs += self.state_specs(batch)
+        specs = [i.step_spec(batch) for i in self.inputs.inputs] + self.state_specs(batch)
         if self.mask:
             specs.append(self.mask_spec(batch, time=False))
-        num_states = self.num_states
+        count, num_states = len(self.inputs), self.num_states
+        call = relaxed_callable(self.model, fixed_time=self.inputs.timesteps is not None)
 
-        def step(inputs, *args):
-            states = list(args[:num_states])
-            mask = args[num_states][:, None] if self.mask else None
+        def step(*args):
+            flat = [a[:, None] if i.time_axis else a for a, i in zip(args[:count], self.inputs.inputs)]
+            states = list(args[count : count + num_states])
+            if self.mask:
+                flat.append(args[count + num_states][:, None])
             capture = StreamCapture(self._grouped(states))
             with traced_with(options, stream=capture, observer=capture.record):
-                named, _ = split_result(call_model(self.model, inputs[:, None], mask))
+                named, _ = self.split(self._call(flat, call), capture.records)
             named = {
                 name: tensor[:, 0] if self.sequence_outputs.get(name) else tensor
                 for name, tensor in named.items()
