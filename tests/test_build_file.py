@@ -260,7 +260,7 @@ def _private_uses(source, public):
         return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
 
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tfrnn"):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "tfrnn":
             parts = node.module.split(".")[1:] + [a.name for a in node.names]
             if any(private(p) for p in parts) or (parts and parts[0] not in public):
                 problems.append(f"from {node.module} import ...")

@@ -295,3 +295,25 @@ def test_tflite_batch_size_must_be_a_positive_int(lstm_rnn, tmp_path):
         with pytest.raises(ValueError, match=f"tflite_batch_size must be a positive int or None, got {bad!r}"):
             export.export_saved_model(lstm_rnn, tmp_path / "model", tflite_batch_size=bad)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_reloaded_export_fine_tunes_with_the_models_gradients_and_no_warning(tmp_path, caplog):
+    rnn = tfrnn.RNN(tfrnn.LSTMCell(UNITS, seed=21), return_sequences=True)
+    rnn.build([None, None, FEATURES])
+    export.export_saved_model(rnn, tmp_path / "model", tflite_batch_size=None)
+    inputs = tf.constant(random_array(22, BATCH, TIME, FEATURES))
+    with caplog.at_level("WARNING"):
+        loaded = tf.saved_model.load(str(tmp_path / "model"))  # kept: signatures hold weak references
+    serving = loaded.signatures["serving_default"]
+    assert not [r for r in caplog.records if "custom gradients" in r.getMessage()]
+    variables = list(serving.trainable_variables)
+    with tf.GradientTape() as tape:
+        tape.watch(variables)
+        loss = tf.reduce_sum(serving(inputs=inputs)["outputs"] ** 2)
+    reloaded = tape.gradient(loss, variables)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(rnn(inputs) ** 2)
+    in_memory = dict(zip([v.name for v in rnn.trainable_variables], tape.gradient(loss, rnn.trainable_variables)))
+    assert sorted(v.name for v in variables) == sorted(in_memory)
+    for variable, gradient in zip(variables, reloaded):
+        assert_close(gradient, in_memory[variable.name], 1e-5, variable.name)

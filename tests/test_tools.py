@@ -30,6 +30,14 @@ FACTORY = textwrap.dedent(
 )
 
 
+NOISE = ("absl::InitializeLog", "oneDNN", "cuda", "XNNPACK", "WARNING")
+"""TensorFlow's and LiteRT's C++ log lines, which the tools keep back unless --verbose."""
+
+
+def assert_quiet(stderr):
+    assert not [line for line in stderr.splitlines() if any(word in line for word in NOISE)], stderr
+
+
 def run_tool(name, *args, cwd=None):
     return subprocess.run(
         [sys.executable, str(TOOLS / f"{name}.py"), *map(str, args)],
@@ -89,6 +97,7 @@ def test_the_export_runs_where_tfrnn_cannot_be_imported(exported):
         ]
     )
     assert served[0] == 0 and streamed[0] == 0, served[2] + streamed[2]
+    assert_quiet(served[2] + streamed[2])
     expected = model(inputs)
     assert_close(np.load(work / "served.npz")["outputs"], expected, 1e-5, "serving_default")
     assert_close(np.load(work / "streamed.npz")["outputs"], expected, 1e-5, "step, streamed")
@@ -110,6 +119,7 @@ def test_the_convert_tool_writes_a_checked_tflite_model(exported):
     work, model, _ = exported
     process = run_tool("convert_tflite", work / "export" / "1", work / "model.tflite", "--quantize", "none")
     assert process.returncode == 0, process.stderr
+    assert_quiet(process.stderr)
     assert "ops: " in process.stdout and "WHILE" in process.stdout
     assert "max abs error (serving_default, LiteRT vs. TensorFlow)" in process.stdout
     inputs = random_array(1, 1, 6, 2)

@@ -432,8 +432,9 @@ def _write(staging: str, functions: function_set.FunctionSet, metadata: dict, sa
         functions.saved_root(),
         staging,
         signatures=functions.serving.as_dict(),
-        # Serving needs no gradients; custom gradients would add their graphs.
-        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
+        # The fast loop's custom gradients are saved, so a reloaded export fine-tunes with the
+        # same gradients (and loading it warns of no "unsaved custom gradients").
+        options=tf.saved_model.SaveOptions(experimental_custom_gradients=True),
     )
     extra = os.path.join(staging, "assets.extra")
     os.makedirs(extra, exist_ok=True)

@@ -121,7 +121,10 @@ def _from_saved_model(path: str, want_step: Optional[bool]) -> _Source:
     if functions.batch is not None:
         samples = {k: _fit_batch(v, functions.batch) for k, v in samples.items()}
     time_axis = export_lib.time_axes(metadata)
-    return _Source(functions, samples, time_axis, metadata["stateful"], StateSnapshot([]), owner=loaded)
+    # The probe and the checks move a stateful model's states; the converted model must start
+    # from the states the export saved (the variables `reset_state` assigns).
+    states = functions.reset_state.variables if functions.reset_state is not None else []
+    return _Source(functions, samples, time_axis, metadata["stateful"], StateSnapshot(states), owner=loaded)
 
 
 def _fit_batch(array: np.ndarray, batch: int) -> np.ndarray:

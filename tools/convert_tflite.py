@@ -17,9 +17,13 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+try:
+    from tfrnn_tools import quiet
+except ImportError:  # run as a script from a source tree
+    import quiet
 
-import tfrnn  # noqa: E402
+with quiet.stderr_kept_back(quiet.verbose_requested()):
+    import tfrnn
 
 FUSE = {"auto": "auto", "yes": True, "no": False}
 
@@ -41,11 +45,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--no-check", action="store_true", help="skip the LiteRT vs. TF check")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's and LiteRT's C++ log lines")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    with quiet.stderr_kept_back(args.verbose) as kept:
+        status = run(args)
+        kept.failed = status != 0
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
     signatures = args.signatures.split(",") if args.signatures else None
     try:
         if not os.path.isdir(args.saved_model):

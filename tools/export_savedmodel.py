@@ -22,12 +22,16 @@ import os
 import sys
 import zipfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+try:
+    from tfrnn_tools import quiet
+except ImportError:  # run as a script from a source tree
+    import quiet
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+with quiet.stderr_kept_back(quiet.verbose_requested()):
+    import numpy as np
+    import tensorflow as tf
 
-import tfrnn  # noqa: E402
+    import tfrnn
 
 
 def saved_by_keras_3(path: str) -> bool:
@@ -88,11 +92,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sample-inputs", help=".npy inputs [batch, time, ...] to check on")
     parser.add_argument("--tflite-batch-size", type=int, default=1)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's and LiteRT's C++ log lines")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    with quiet.stderr_kept_back(args.verbose) as kept:
+        status = run(args)
+        kept.failed = status != 0
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         if os.path.exists(args.out) and not args.overwrite:
             raise ValueError(f"--out {args.out} already exists; pass --overwrite to replace it")

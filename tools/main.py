@@ -21,16 +21,19 @@ import sys
 import tempfile
 import time
 
-VERBOSE = "--verbose" in sys.argv[1:]
-if not VERBOSE:  # before TensorFlow loads; hides its C++ INFO/WARNING logs, not the lines printed before absl::InitializeLog
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+try:
+    from tfrnn_tools import quiet
+except ImportError:  # run as tools/main.py from a source tree
+    import quiet
 
-import numpy as np  # noqa: E402
-from absl import logging as absl_logging  # noqa: E402  (TensorFlow's Python warnings go through absl)
-import tensorflow as tf  # noqa: E402
-import keras  # noqa: E402  (Keras 3: what tf.keras is in TensorFlow 2.21)
+with quiet.stderr_kept_back(quiet.verbose_requested()):
+    import numpy as np
+    import tensorflow as tf
+    import keras  # Keras 3: what tf.keras is in TensorFlow 2.21
 
-import tfrnn  # noqa: E402
+    import tfrnn
+
+    tf.zeros([])  # starts the runtime, which logs that there is no CUDA driver
 
 TIMESTEPS, FEATURES, UNITS, CLASSES = 24, 4, 32, 2
 START = time.perf_counter()
@@ -204,12 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", type=int, default=256, help="test sequences")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--out", default=None, help="where to write the artifacts (default: a temp dir)")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ and Python warnings")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's and LiteRT's C++ log lines")
     args = parser.parse_args(argv)
-    if not args.verbose:
-        # Reloading the SavedModel warns of "unsaved custom gradients" (the fast loop's
-        # tf.custom_gradient); this job never asks a reloaded model for a gradient.
-        absl_logging.set_verbosity(absl_logging.ERROR)
+    with quiet.stderr_kept_back(args.verbose) as kept:
+        status = run(args)
+        kept.failed = status != 0
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
+    """The four steps; 1 if a check failed (the failures on stderr), else 0."""
     work = args.out or tempfile.mkdtemp(prefix="tfrnn-demo-")
     os.makedirs(work, exist_ok=True)
     export_dir, tflite_path = os.path.join(work, "savedmodel"), os.path.join(work, "model.tflite")

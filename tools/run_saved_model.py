@@ -6,9 +6,11 @@
 This is TF Serving's situation: only TensorFlow, no tfrnn. The tool blocks `import tfrnn`
 before it loads the model, so a SavedModel that secretly needs tfrnn fails here. `--inputs`
 is an `.npz` whose names are the signature's inputs (or an `.npy` for a single-input
-signature); the outputs go to `--out` as `.npz`. `--stream` feeds `inputs` `[batch, time,
-...]` (and `mask`) to the `step` signature one timestep at a time, starting from
-`initial_state`, and writes the stacked `outputs` and the final states. Errors print one line
+signature); the outputs go to `--out` as `.npz`. `--stream` feeds whole sequences to the `step`
+signature one timestep at a time, starting from `initial_state` (the inputs with a time
+axis and `mask` step by step, side inputs whole; an input has a time axis when `step` takes
+it with one axis fewer than `serving_default`), and writes the outputs stacked over time and
+the final states. Errors print one line
 and exit with status 2.
 """
 
@@ -19,7 +21,10 @@ import importlib.abc
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+try:
+    from tfrnn_tools import quiet
+except ImportError:  # run as a script from a source tree
+    import quiet
 
 
 class _BlockTfrnn(importlib.abc.MetaPathFinder):
@@ -33,8 +38,9 @@ class _BlockTfrnn(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, _BlockTfrnn())
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+with quiet.stderr_kept_back(quiet.verbose_requested()):
+    import numpy as np
+    import tensorflow as tf
 
 
 def _load_inputs(path: str) -> dict:
@@ -79,23 +85,45 @@ def _check_feed(function, name: str, feed: dict) -> dict:
     return checked
 
 
+def time_axis_inputs(loaded) -> list:
+    """The inputs `step` takes one timestep at a time: one axis fewer than in `serving_default`."""
+    whole = _signature(loaded, "serving_default").structured_input_signature[1]
+    step = _signature(loaded, "step").structured_input_signature[1]
+    return [k for k, spec in step.items() if k in whole and spec.shape.rank < whole[k].shape.rank]
+
+
 def stream(loaded, feed: dict) -> dict:
-    """`inputs` `[batch, time, ...]` through `step` one timestep at a time."""
+    """The whole-sequence `feed` through `step` one timestep at a time.
+
+    Inputs with a time axis (and `mask`) go in one timestep at a time, side inputs whole.
+    """
     step = _signature(loaded, "step")
     initial = _signature(loaded, "initial_state")
-    if "inputs" not in feed:
-        raise ValueError(f"--stream needs an array named 'inputs' [batch, time, ...], got {sorted(feed)}")
-    inputs, mask = feed["inputs"], feed.get("mask")
-    states = {k: v for k, v in initial(batch_size=tf.constant(inputs.shape[0], tf.int32)).items()}
-    outputs = []
-    for t in range(inputs.shape[1]):
-        step_feed = {"inputs": inputs[:, t], **{k: v.numpy() for k, v in states.items()}}
-        if mask is not None:
-            step_feed["mask"] = mask[:, t]
+    timed = time_axis_inputs(loaded)
+    specs = step.structured_input_signature[1]
+    if None in feed and len(timed) == 1:
+        feed = {timed[0]: feed[None]}
+    expected = sorted(k for k in specs if not k.startswith("state_"))
+    if sorted(feed) != expected:
+        raise ValueError(f"--stream needs the arrays {expected} (whole sequences), got {sorted(feed)}")
+    for name in expected:
+        if name not in timed and feed[name].ndim > specs[name].shape.rank:
+            raise ValueError(
+                f"input {name!r} is a side input: step takes it whole, {specs[name].shape.as_list()}, but it has "
+                f"shape {list(feed[name].shape)}; only {timed} have a time axis"
+            )
+    batch, time = feed[timed[0]].shape[:2]
+    states = dict(initial(batch_size=tf.constant(batch, tf.int32)))
+    collected = {}
+    for t in range(time):
+        step_feed = {k: v[:, t] if k in timed else v for k, v in feed.items()}
+        step_feed.update({k: v.numpy() for k, v in states.items()})
         result = step(**_check_feed(step, "step", step_feed))
-        outputs.append(result["outputs"].numpy())
         states = {k: v for k, v in result.items() if k.startswith("state_")}
-    return {"outputs": np.stack(outputs, 1), **{k: v.numpy() for k, v in states.items()}}
+        for k, v in result.items():
+            if not k.startswith("state_"):
+                collected.setdefault(k, []).append(v.numpy())
+    return {**{k: np.stack(v, 1) for k, v in collected.items()}, **{k: v.numpy() for k, v in states.items()}}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -105,11 +133,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--inputs", help=".npz (or .npy) of the signature's inputs")
     parser.add_argument("--stream", action="store_true", help="stream inputs through step")
     parser.add_argument("--out", help=".npz file for the outputs")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's and LiteRT's C++ log lines")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    with quiet.stderr_kept_back(args.verbose) as kept:
+        status = run(args)
+        kept.failed = status != 0
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         if not os.path.isdir(args.saved_model) or not tf.saved_model.contains_saved_model(args.saved_model):
             raise ValueError(f"{args.saved_model} is not a SavedModel directory")

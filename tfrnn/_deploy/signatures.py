@@ -249,7 +249,9 @@ class ModelSignatures:
 
     def _call(self, flat: Sequence[tf.Tensor], call: Optional[Callable] = None) -> Any:
         """The model (or `call`) on the flat signature arguments (inputs, then the mask)."""
-        call = self.model if call is None else call
+        # A __call__ with an input_signature would reuse its first trace: trace its Python
+        # function under each of the export's trace options instead.
+        call = relaxed_callable(self.model, fixed_time=False) if call is None else call
         count = len(self.inputs)
         mask = flat[count] if self.mask else None
         return self.inputs.call(call, list(flat[:count]), **call_kwargs(self.model, call, mask))

@@ -1,0 +1,209 @@
+"""Models as production has them: fixed windows, several inputs and outputs, lengths, state.
+
+Each model is exported once (module fixture), reloaded in a process without tfrnn that runs
+`serving_default` and streams `step` using only the SavedModel's signatures, and converted to
+TFLite; every result is compared with the model in memory.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+import tfrnn
+import tfrnn.export
+import tfrnn.keras
+import tfrnn.tf_keras
+import tfrnn.tflite
+from tfrnn._deploy.model_inputs import ModelInputs
+
+T, F = 5, 3
+
+
+def _keras_sequential():
+    model = keras.Sequential([keras.Input((T, F)), tfrnn.keras.LSTM(4, seed=1), keras.layers.Dense(1)])
+    return model, {}
+
+
+def _tf_keras_sequential():
+    tf_keras.utils.set_random_seed(2)
+    model = tf_keras.Sequential([tf_keras.Input((T, F)), tfrnn.tf_keras.LSTM(4), tf_keras.layers.Dense(1)])
+    return model, {}
+
+
+class _WithSignature(tf.Module):
+    def __init__(self):
+        self.rnn = tfrnn.RNN(tfrnn.LSTMCell(4, seed=3))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, T, F], tf.float32)])
+    def __call__(self, x):
+        return self.rnn(x)
+
+
+def _sequence_and_side():
+    sequence = keras.Input((None, F), name="sequence")
+    context = keras.Input((4,), name="context")
+    joined = keras.layers.Concatenate()([tfrnn.keras.LSTM(4, seed=4)(sequence), context])
+    return keras.Model([sequence, context], keras.layers.Dense(2, name="score")(joined)), {}
+
+
+def _two_heads():
+    sequence = keras.Input((None, F), name="sequence")
+    hidden = tfrnn.keras.LSTM(4, seed=5, return_sequences=True)(sequence)
+    per_step = keras.layers.Dense(1)(hidden)
+    summary = keras.layers.Dense(2)(tfrnn.keras.GRU(3, seed=6)(hidden))
+    return keras.Model(sequence, {"per_step": per_step, "summary": summary}), {}
+
+
+class _TokensAndLengths(tf.Module):
+    """Token ids and their lengths; the mask is made inside from the lengths."""
+
+    def __init__(self):
+        self.embedding = tf.Variable(np.random.default_rng(7).standard_normal([6, F]).astype(np.float32))
+        self.rnn = tfrnn.RNN(tfrnn.LSTMCell(4, seed=8))
+
+    def __call__(self, inputs):
+        mask = tf.sequence_mask(inputs["lengths"], tf.shape(inputs["ids"])[1])
+        return self.rnn(tf.gather(self.embedding, inputs["ids"]), mask=mask)
+
+
+TOKEN_SPEC = {"ids": tf.TensorSpec([None, None], tf.int32), "lengths": tf.TensorSpec([None], tf.int32)}
+
+
+def _stateful_window():
+    model = keras.Sequential([
+        keras.Input(batch_shape=(2, T, F)),
+        tfrnn.keras.LSTM(4, seed=9, stateful=True, return_sequences=True),
+        keras.layers.Dense(1),
+    ])
+    return model, {}
+
+
+MODELS = {
+    # name: (make, export kwargs, exports step, fused LSTMs in TFLite, fixed timesteps)
+    "keras_sequential_fixed": (_keras_sequential, {}, True, 1, T),
+    "tf_keras_sequential_fixed": (_tf_keras_sequential, {}, True, 1, T),
+    "module_input_signature": (lambda: (_WithSignature(), {}), {}, True, 1, T),
+    "sequence_and_side": (_sequence_and_side, {}, True, 1, None),
+    "two_heads_dict": (_two_heads, {}, True, 1, None),
+    "tokens_and_lengths": (lambda: (_TokensAndLengths(), {}), {"input_spec": TOKEN_SPEC, "step": False}, False, 0, None),
+    "stateful_window": (_stateful_window, {}, True, 0, T),
+}
+
+
+def _call(model, samples):
+    """The model in memory on `{name: array}`, in its own structure (an independent packing)."""
+    if isinstance(model, _TokensAndLengths):
+        return model({k: tf.constant(v) for k, v in samples.items()})
+    if isinstance(model, (keras.Model, tf_keras.Model)) and len(model.inputs) > 1:
+        return model([tf.constant(samples[t.name]) for t in model.inputs])
+    return model(tf.constant(samples["inputs"]))
+
+
+def _named(result):
+    if isinstance(result, dict):
+        return {k: np.asarray(v) for k, v in result.items()}
+    return {"outputs": np.asarray(result)}
+
+
+RELOAD = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, tensorflow as tf
+    jobs = json.loads(sys.argv[1])
+    for job in jobs:
+        loaded = tf.saved_model.load(job["dir"])
+        feed = dict(np.load(job["samples"]))
+        serving = loaded.signatures["serving_default"]
+        results = {k: v.numpy() for k, v in serving(**{k: tf.constant(v) for k, v in feed.items()}).items()}
+        if "step" in loaded.signatures:
+            step = loaded.signatures["step"]
+            whole_specs = serving.structured_input_signature[1]
+            step_specs = step.structured_input_signature[1]
+            timed = [k for k in feed if step_specs[k].shape.rank < whole_specs[k].shape.rank]
+            batch, time = feed[timed[0]].shape[:2]
+            states = loaded.signatures["initial_state"](batch_size=tf.constant(batch))
+            streamed = {}
+            for t in range(time):
+                step_feed = {k: tf.constant(v[:, t] if k in timed else v) for k, v in feed.items()}
+                out = step(**step_feed, **states)
+                states = {k: v for k, v in out.items() if k.startswith("state_")}
+                for k, v in out.items():
+                    streamed.setdefault(k, []).append(v.numpy())
+            results.update({"streamed/" + k: np.stack(v, 1) for k, v in streamed.items()})
+        np.savez(job["out"], **results)
+    assert not any(name.split(".")[0] == "tfrnn" for name in sys.modules), "tfrnn was imported"
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """`{name: (model, ExportResult, samples, expected)}`, and each reloaded without tfrnn."""
+    root = tmp_path_factory.mktemp("models")
+    found, jobs = {}, []
+    for name, (make, kwargs, *_) in MODELS.items():
+        model, _ = make()
+        if name == "stateful_window":
+            model(np.zeros([2, T, F], np.float32))
+            tfrnn.keras.reset_state(model)
+        result = tfrnn.export.export_saved_model(model, root / name, **kwargs)
+        samples = tfrnn.export.read_samples(result.path)
+        if name == "stateful_window":
+            tfrnn.keras.reset_state(model)
+        expected = _named(_call(model, samples))
+        np.savez(root / f"{name}.samples.npz", **samples)
+        jobs.append({"dir": result.path, "samples": str(root / f"{name}.samples.npz"), "out": str(root / f"{name}.out.npz")})
+        found[name] = (model, result, samples, expected)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    run = subprocess.run([sys.executable, "-c", RELOAD, json.dumps(jobs)], capture_output=True, text=True, env=env, cwd=root)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return {name: (*found[name], dict(np.load(root / f"{name}.out.npz"))) for name in MODELS}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_reloaded_without_tfrnn_equals_the_model_in_memory(exported, name):
+    _, result, samples, expected, reloaded = exported[name]
+    assert sorted(k for k in reloaded if not k.startswith("streamed/")) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_allclose(reloaded[key], value, atol=1e-5, err_msg=key)
+    assert result.max_abs_error["serving_default"] <= 1e-5
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_step_streamed_equals_serving_default(exported, name):
+    _, result, samples, expected, reloaded = exported[name]
+    assert ("step" in result.signatures) == MODELS[name][2]
+    if not MODELS[name][2]:
+        return
+    for key, whole in expected.items():
+        streamed = reloaded["streamed/" + key]
+        lined_up = streamed if whole.ndim == streamed.ndim else streamed[:, -1]
+        np.testing.assert_allclose(lined_up, whole, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_converts_to_tflite_and_matches_in_litert(exported, name):
+    model, result, samples, _, _ = exported[name]
+    conversion = tfrnn.tflite.convert(result.path)
+    assert conversion.fused_lstms == MODELS[name][3]
+    batch = result.metadata["tflite_batch_size"]
+    rows = {k: v[:batch] for k, v in samples.items()}
+    if name == "stateful_window":
+        tfrnn.keras.reset_state(model)
+    expected = _named(_call(model, rows))
+    runner = tfrnn.tflite.interpreter(conversion.model_content).get_signature_runner("serving_default")
+    actual = runner(**rows)
+    assert sorted(actual) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_allclose(actual[key], value, atol=1e-4, err_msg=key)
+    for described in result.metadata["inputs"]:
+        if described["time_axis"]:
+            assert described["shape"][1] == MODELS[name][4]  # a fixed window stays fixed
