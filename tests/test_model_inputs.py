@@ -23,6 +23,7 @@ import tfrnn.keras
 import tfrnn.tf_keras
 import tfrnn.tflite
 from tfrnn._deploy.model_inputs import ModelInputs
+from tfrnn._deploy.signatures import ModelSignatures, TraceOptions
 
 T, F = 5, 3
 
@@ -207,3 +208,137 @@ def test_converts_to_tflite_and_matches_in_litert(exported, name):
     for described in result.metadata["inputs"]:
         if described["time_axis"]:
             assert described["shape"][1] == MODELS[name][4]  # a fixed window stays fixed
+
+
+# -- how the inputs are read -------------------------------------------------------------------
+
+
+class _TwoArguments(tf.Module):
+    def __init__(self):
+        self.rnn = tfrnn.RNN(tfrnn.GRUCell(2, seed=10))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, F]), tf.TensorSpec([None, 2], name="context")])
+    def __call__(self, x, side):
+        return self.rnn(x) + side
+
+
+def _dict_inputs():
+    sequence, context = keras.Input((None, F), name="s"), keras.Input((2,), name="c")
+    out = keras.layers.Add()([tfrnn.keras.SimpleRNN(2, seed=11)(sequence), context])
+    return keras.Model({"events": sequence, "profile": context}, out)
+
+
+@pytest.mark.parametrize(
+    "make, input_spec, names, time_axis, positional",
+    [
+        (lambda: _sequence_and_side()[0], None, ["sequence", "context"], [True, False], False),
+        (_dict_inputs, None, ["events", "profile"], [True, False], False),
+        (_TwoArguments, None, ["x", "context"], [True, False], True),
+        (_TokensAndLengths, TOKEN_SPEC, ["ids", "lengths"], [True, False], False),
+        (lambda: _keras_sequential()[0], None, ["inputs"], [True], False),
+        (_TokensAndLengths, {"ids": tf.TensorSpec([None, 4], tf.int32), "lengths": tf.TensorSpec([None], tf.int32)},
+         ["ids", "lengths"], [True, False], False),
+    ],
+    ids=["keras-list", "keras-dict", "input-signature", "nested-spec", "single", "fixed-nested-spec"],
+)
+def test_inputs_are_named_and_split_into_time_axis_and_side_inputs(make, input_spec, names, time_axis, positional):
+    signatures = ModelSignatures(make(), input_spec)
+    assert signatures.inputs.names == names
+    assert [i.time_axis for i in signatures.inputs.inputs] == time_axis
+    assert signatures.inputs.positional == positional
+    step = signatures.step(TraceOptions(jit_compile=False)).get_concrete_function()
+    specs = {spec.name: spec for spec in tf.nest.flatten(step.structured_input_signature)}
+    for model_input in signatures.inputs.inputs:  # step drops the time axis of exactly these
+        whole = model_input.spec.shape.rank
+        assert specs[model_input.name].shape.rank == whole - model_input.time_axis
+
+
+def test_a_list_of_unnamed_specs_is_numbered():
+    inputs = ModelInputs.of(None, [tf.TensorSpec([None, None, F]), tf.TensorSpec([None, 2])])
+    assert inputs.names == ["input_0", "input_1"] and inputs.structure == [0, 1]
+
+
+SPEC = tf.TensorSpec([None, None, F])
+
+
+@pytest.mark.parametrize(
+    "input_spec, error, message",
+    [
+        ({"ids": [None, None]}, TypeError, r"input_spec\['ids'\]\[0\] must be a tf.TensorSpec \(or a list or dict of them\), got NoneType"),
+        ({"mask": SPEC, "x": SPEC}, ValueError, r"input_spec: input name 'mask' is taken by the signatures' own arguments"),
+        ({"state_0": SPEC, "x": SPEC}, ValueError, r"input name 'state_0' is taken"),
+        ([tf.TensorSpec([None, None, F], name="a"), tf.TensorSpec([None, 2], name="a")], ValueError, r"the inputs' names must differ, got \['a', 'a'\]"),
+        ([SPEC, tf.TensorSpec([])], ValueError, r"input_spec 'input_1' must have a batch axis \(\[batch, ...\]\), got shape \(\)"),
+        ([SPEC, tf.TensorSpec([None, None, None])], ValueError, r"input_spec 'input_1' must give its feature shape"),
+    ],
+    ids=["not-a-spec", "reserved-mask", "reserved-state", "duplicate", "no-batch", "no-features"],
+)
+def test_bad_input_specs_are_named(input_spec, error, message):
+    with pytest.raises(error, match=message):
+        ModelInputs.of(None, input_spec)
+
+
+def test_a_spec_nest_the_model_cannot_take_is_named():
+    with pytest.raises(ValueError, match=r"the model cannot be called on its inputs \(input_0 \(None, None\) int32, input_1 \(None,\) int32\)"):
+        ModelSignatures(_TokensAndLengths(), list(TOKEN_SPEC.values()))
+
+
+def test_a_mask_argument_needs_a_single_input():
+    with pytest.raises(ValueError, match=r"mask=True calls model\(inputs, mask=mask\), but the model takes 2 inputs \['ids', 'lengths'\]; give it its mask as an input"):
+        ModelSignatures(_TokensAndLengths(), TOKEN_SPEC, mask=True)
+
+
+def test_time_axis_inputs_must_agree_on_a_fixed_length():
+    model = _TwoArguments()
+    spec = [tf.TensorSpec([None, 4, F], name="a"), tf.TensorSpec([None, 5, F], name="b")]
+    with pytest.raises(ValueError, match=r"the inputs that feed the RNNs must have the same number of timesteps"):
+        ModelSignatures(lambda pair: model.rnn(pair[0]) + model.rnn(pair[1]), spec)
+
+
+@pytest.mark.parametrize(
+    "samples, error, message",
+    [
+        (np.zeros([2, T, F], np.float32), TypeError, r"sample_inputs must be a dict \{input name: array\} with the keys \['sequence', 'context'\]"),
+        ({"sequence": np.zeros([2, T, F], np.float32)}, ValueError, r"sample_inputs must have the keys \['context', 'sequence'\] \(the signature's inputs\), got \['sequence'\]"),
+        ({"sequence": np.zeros([2, T, F], np.float32), "context": np.zeros([2, 5], np.float32)}, ValueError, r"sample_inputs\['context'\] must have shape \[None, 4\]"),
+    ],
+    ids=["array-for-two-inputs", "missing-key", "wrong-shape"],
+)
+def test_bad_sample_inputs_are_named(tmp_path, samples, error, message):
+    with pytest.raises(error, match=message):
+        tfrnn.export.export_saved_model(_sequence_and_side()[0], tmp_path / "m", sample_inputs=samples)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_model_that_cannot_take_one_timestep_is_refused_a_step(tmp_path):
+    inputs = keras.Input((None, F))
+    hidden = keras.layers.Conv1D(2, 3)(inputs)  # "valid": needs 3 timesteps
+    model = keras.Model(inputs, tfrnn.keras.LSTM(2, seed=12)(hidden))
+    with pytest.raises(ValueError, match=r"the model cannot be called on one timestep .* so it cannot stream: a layer that mixes timesteps \(e.g. a convolution over time\) needs the whole sequence; export with step=False"):
+        tfrnn.export.export_saved_model(model, tmp_path / "m", step=True, tflite_batch_size=None)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_mask_made_from_lengths_fails_the_step_check_with_its_remedy(tmp_path):
+    with pytest.raises(tfrnn.export.CheckFailed, match=r"^export check of step .* failed: .*; nothing was written\. .*a mask made from lengths\) cannot be streamed: export it with step=False$"):
+        tfrnn.export.export_saved_model(_TokensAndLengths(), tmp_path / "m", input_spec=TOKEN_SPEC, tflite_batch_size=None)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_run_tool_streams_side_inputs_whole_and_names_one_given_with_a_time_axis(exported, tmp_path):
+    _, result, samples, expected, _ = exported["sequence_and_side"]
+    np.savez(tmp_path / "good.npz", **samples)
+    np.savez(tmp_path / "bad.npz", sequence=samples["sequence"], context=np.repeat(samples["context"][:, None], T, 1))
+    tool = os.path.join(os.path.dirname(__file__), "..", "tools", "run_saved_model.py")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    runs = [
+        subprocess.Popen([sys.executable, tool, result.path, "--stream", "--inputs", tmp_path / f"{name}.npz",
+                          "--out", tmp_path / f"{name}.out.npz"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+        for name in ("good", "bad")
+    ]
+    (good, _, good_err), (bad, _, bad_err) = [(p.wait(timeout=300), *p.communicate()) for p in runs]
+    assert good == 0, good_err
+    np.testing.assert_allclose(np.load(tmp_path / "good.out.npz")["outputs"][:, -1], expected["outputs"], atol=1e-5)
+    assert bad == 2
+    assert "error: input 'context' is a side input: step takes it whole, [None, 4], but it has shape [2, 5, 4]; only ['sequence'] have a time axis" in bad_err

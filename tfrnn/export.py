@@ -54,8 +54,9 @@ CheckFailed = checks.CheckFailed
 SERVING_CHECK = "export check of serving_default (reloaded vs. in memory)"
 STEP_CHECK = "export check of step (streamed one timestep at a time vs. serving_default)"
 STEP_HINT = (
-    "A model whose outputs depend on more than its RNNs' states (e.g. attention over time) "
-    "cannot be streamed: export it with step=False"
+    "A model whose outputs depend on more than its RNNs' states and the current timestep (attention "
+    "over time, a convolution over time, a mask made from lengths) cannot be streamed: export it "
+    "with step=False"
 )
 
 

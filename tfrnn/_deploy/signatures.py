@@ -409,7 +409,16 @@ class ModelSignatures:
             named.update({state_name(i): s for i, s in enumerate(capture.final_states)})
             return named
 
-        return tf.function(step, input_signature=specs, autograph=False, jit_compile=options.jit_compile or None)
+        function = tf.function(step, input_signature=specs, autograph=False, jit_compile=options.jit_compile or None)
+        try:
+            function.get_concrete_function()  # traced now, so that a model that cannot stream says so
+        except (TypeError, ValueError, tf.errors.OpError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(
+                f"the model cannot be called on one timestep ({first}), so it cannot stream: a layer that "
+                "mixes timesteps (e.g. a convolution over time) needs the whole sequence; export with step=False"
+            ) from error
+        return function
 
     def initial_state(self) -> Callable:
         """`initial_state(batch_size)`: the states a new stream starts from."""
