@@ -21,9 +21,12 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet C++ logs
+VERBOSE = "--verbose" in sys.argv[1:]
+if not VERBOSE:  # before TensorFlow loads; hides its C++ INFO/WARNING logs, not the lines printed before absl::InitializeLog
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402  (TensorFlow's Python warnings go through absl)
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402  (Keras 3: what tf.keras is in TensorFlow 2.21)
 
@@ -112,20 +115,8 @@ def litert_outputs(runner, inputs: np.ndarray) -> np.ndarray:
     return np.concatenate([runner(inputs=inputs[i : i + 1])["outputs"] for i in range(len(inputs))])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=3000, help="training sequences")
-    parser.add_argument("--test", type=int, default=256, help="test sequences")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--out", default=None, help="where to write the artifacts (default: a temp dir)")
-    args = parser.parse_args(argv)
-    work = args.out or tempfile.mkdtemp(prefix="tfrnn-demo-")
-    os.makedirs(work, exist_ok=True)
-    export_dir, tflite_path = os.path.join(work, "savedmodel"), os.path.join(work, "model.tflite")
-
-    progress(f"1/4 training tfrnn.keras.LSTM({UNITS}) on {args.train} sequences of {TIMESTEPS} steps")
+def train(args) -> keras.Model:
     train_x, train_y = make_task(args.train, seed=1)
-    test_x, test_y = make_task(args.test, seed=2)
     model = build_model()
     model.compile(
         keras.optimizers.Adam(0.01),
@@ -134,23 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     history = model.fit(train_x, train_y, batch_size=64, epochs=args.epochs, verbose=0)
     progress(f"    final training loss {history.history['loss'][-1]:.3f}, accuracy {history.history['accuracy'][-1]:.3f}")
-    failures: list[str] = []
-    parity = keras_parity(model, test_x[:32], failures)
-    progress(f"    trained LSTM vs. Keras 3's keras.layers.LSTM with the same weights: max abs error {parity:.1e}")
+    return model
 
-    progress("2/4 exporting the SavedModel (serving_default + step), checked on export")
-    export = tfrnn.export.export_saved_model(model, export_dir, overwrite=True, log=lambda line: progress("    " + line.strip()))
 
-    progress("3/4 converting to TFLite, checked in LiteRT")
-    converted = tfrnn.tflite.convert(export_dir, tflite_path, overwrite=True, log=lambda line: progress("    " + line.strip()))
-
-    progress("4/4 the test set in TensorFlow, the reloaded SavedModel (fresh process, no tfrnn) and LiteRT")
-    tf_logits = model.predict(test_x, batch_size=64, verbose=0)
-    reloaded = run_without_tfrnn(export_dir, test_x, work)
-    runtime = tfrnn.tflite.interpreter(converted.model_content)
-    lite_logits = litert_outputs(runtime.get_signature_runner("serving_default"), test_x)
-
-    # Latency: one sequence (batch 1) and one streaming step (batch 1, state carried).
+def latencies(model: keras.Model, export_dir: str, runtime, test_x: np.ndarray) -> dict:
+    """Median seconds per sequence and per streaming step (batch 1, state carried) per runtime."""
     one = tf.constant(test_x[:1])
     serve = tf.function(lambda x: model(x, training=False))
     loaded = tf.saved_model.load(export_dir)
@@ -161,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     step_module.build([1, 1, FEATURES])
     x_step = tf.constant(test_x[:1, :1])
     x_step_np = test_x[:1, 0]
-    latency = {
+    return {
         "TensorFlow (tfrnn, XLA)": (
             median_seconds(lambda: serve(one).numpy(), 50),
             median_seconds(lambda: step_module(x_step)[0].numpy(), 200),
@@ -176,33 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
 
-    def accuracy(logits):
-        return float(np.mean(np.argmax(logits, -1) == test_y))
 
-    saved_error = checked_error(
-        failures, "check of the reloaded SavedModel's serving_default", reloaded["serving_default"], tf_logits, 1e-5, "the reloaded SavedModel"
-    )
-    streamed_error = checked_error(
-        failures, "check of the reloaded SavedModel's step, streamed", reloaded["step"][:, -1], tf_logits, 1e-5, "the reloaded SavedModel"
-    )
-    lite_error = checked_error(failures, "check of LiteRT's serving_default", lite_logits, tf_logits, 1e-4, "LiteRT")
-    rows = [
-        ("TensorFlow (tfrnn, XLA)", accuracy(tf_logits), 0.0, None, "-"),
-        (
-            "SavedModel (reloaded, no tfrnn)",
-            accuracy(reloaded["serving_default"]),
-            saved_error,
-            streamed_error,
-            f"{directory_size(export_dir) / 1024:.0f} KiB",
-        ),
-        (
-            "LiteRT (fused LSTM op)" if converted.fused_lstms else "LiteRT",
-            accuracy(lite_logits),
-            lite_error,
-            None,
-            f"{os.path.getsize(tflite_path) / 1024:.0f} KiB",
-        ),
-    ]
+def print_table(rows: list, latency: dict) -> None:
     print()
     print("| runtime | test accuracy | max abs err vs TF | streamed via step | size | ms / sequence | us / step |")
     print("|---|---|---|---|---|---|---|")
@@ -213,10 +167,71 @@ def main(argv: list[str] | None = None) -> int:
             f"{seq_s * 1e3:.3f} | {step_s * 1e6:.0f} |"
         )
     print()
-    print(f"export checks: {export.max_abs_error}; TFLite: {converted.max_abs_error}; ops {sorted(converted.ops)}")
-    print(f"artifacts in {work}")
+
+
+def compare(model, export_dir: str, tflite_path: str, converted, test: tuple, work: str, failures: list) -> tuple:
+    """Rows per runtime (test accuracy, checked error from TensorFlow) and the LiteRT interpreter."""
+    test_x, test_y = test
+    tf_logits = model.predict(test_x, batch_size=64, verbose=0)
+    reloaded = run_without_tfrnn(export_dir, test_x, work)
+    runtime = tfrnn.tflite.interpreter(converted.model_content)
+    lite_logits = litert_outputs(runtime.get_signature_runner("serving_default"), test_x)
+
+    def accuracy(logits):
+        return float(np.mean(np.argmax(logits, -1) == test_y))
+
+    saved_error = checked_error(
+        failures, "check of the reloaded SavedModel's serving_default", reloaded["serving_default"], tf_logits, 1e-5, "the reloaded SavedModel"
+    )
+    streamed_error = checked_error(
+        failures, "check of the reloaded SavedModel's step, streamed", reloaded["step"][:, -1], tf_logits, 1e-5, "the reloaded SavedModel"
+    )
+    lite_error = checked_error(failures, "check of LiteRT's serving_default", lite_logits, tf_logits, 1e-4, "LiteRT")
     if accuracy(tf_logits) < 0.8:
         failures.append(f"the model did not learn the task (accuracy {accuracy(tf_logits):.3f})")
+    lite_name = "LiteRT (fused LSTM op)" if converted.fused_lstms else "LiteRT"
+    return [
+        ("TensorFlow (tfrnn, XLA)", accuracy(tf_logits), 0.0, None, "-"),
+        ("SavedModel (reloaded, no tfrnn)", accuracy(reloaded["serving_default"]), saved_error, streamed_error,
+         f"{directory_size(export_dir) / 1024:.0f} KiB"),
+        (lite_name, accuracy(lite_logits), lite_error, None, f"{os.path.getsize(tflite_path) / 1024:.0f} KiB"),
+    ], runtime
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=int, default=3000, help="training sequences")
+    parser.add_argument("--test", type=int, default=256, help="test sequences")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--out", default=None, help="where to write the artifacts (default: a temp dir)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ and Python warnings")
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        # Reloading the SavedModel warns of "unsaved custom gradients" (the fast loop's
+        # tf.custom_gradient); this job never asks a reloaded model for a gradient.
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    work = args.out or tempfile.mkdtemp(prefix="tfrnn-demo-")
+    os.makedirs(work, exist_ok=True)
+    export_dir, tflite_path = os.path.join(work, "savedmodel"), os.path.join(work, "model.tflite")
+
+    progress(f"1/4 training tfrnn.keras.LSTM({UNITS}) on {args.train} sequences of {TIMESTEPS} steps")
+    model = train(args)
+    test = make_task(args.test, seed=2)
+    failures: list[str] = []
+    parity = keras_parity(model, test[0][:32], failures)
+    progress(f"    trained LSTM vs. Keras 3's keras.layers.LSTM with the same weights: max abs error {parity:.1e}")
+
+    progress("2/4 exporting the SavedModel (serving_default + step), checked on export")
+    export = tfrnn.export.export_saved_model(model, export_dir, overwrite=True, log=lambda line: progress("    " + line.strip()))
+
+    progress("3/4 converting to TFLite, checked in LiteRT")
+    converted = tfrnn.tflite.convert(export_dir, tflite_path, overwrite=True, log=lambda line: progress("    " + line.strip()))
+
+    progress("4/4 the test set in TensorFlow, the reloaded SavedModel (fresh process, no tfrnn) and LiteRT")
+    rows, runtime = compare(model, export_dir, tflite_path, converted, test, work, failures)
+    print_table(rows, latencies(model, export_dir, runtime, test[0]))
+    print(f"export checks: {export.max_abs_error}; TFLite: {converted.max_abs_error}; ops {sorted(converted.ops)}")
+    print(f"artifacts in {work}")
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     progress("done" if not failures else "done, with failures")

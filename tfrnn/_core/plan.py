@@ -189,9 +189,9 @@ def _check_inputs(adapter: Any, inputs: Any, unroll: bool) -> tuple[Any, tf.DTyp
     flat = tf.nest.flatten(inputs)
     for item in flat:
         check_not_symbolic(item, "inputs")
-    if nested and not flat:
+    if not flat:
         raise ValueError(f"inputs must hold at least one tensor, got {inputs!r}")
-    flat = [_check_input(item, unroll, "inputs" if not nested else f"inputs[{i}]") for i, item in enumerate(flat)]
+    flat = [_check_input(item, unroll, f"inputs[{i}]") for i, item in enumerate(flat)]
     leading = flat[0].shape[:2]
     for index, item in enumerate(flat[1:], 1):
         if not item.shape[:2].is_compatible_with(leading):
