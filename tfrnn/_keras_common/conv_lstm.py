@@ -1,4 +1,4 @@
-"""The ConvLSTM cells the Keras adapters' `ConvLSTM1D`/`2D`/`3D` layers run.
+"""The ConvLSTM cells the Keras adapters' `ConvLSTM1D`/`2D`/`3D` layers run, and their checks.
 
 A ConvLSTM state's shape depends on the inputs' spatial shape, which a Keras layer learns
 only in `build()`. The core's `ConvLSTM*DCell`s refuse to go into a `tfrnn.RNN` unbuilt (so
@@ -11,10 +11,42 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from tfrnn.conv_lstm_cell import ConvLSTM1DCell, ConvLSTM2DCell, ConvLSTM3DCell, conv_output_length
+import tensorflow as tf
+
+from tfrnn.conv_lstm_cell import (
+    _SPATIAL_NAMES,
+    ConvLSTM1DCell,
+    ConvLSTM2DCell,
+    ConvLSTM3DCell,
+    conv_output_length,
+)
 
 # What a ConvLSTM namesake passes to its cell, besides the LSTM cell arguments.
 CONV_ARGUMENTS = ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate")
+
+
+def check_sequence_shape(sequences_shape: Any, rank: int, layer_name: str) -> tf.TensorShape:
+    """`sequences_shape` as a `TensorShape`, checked for a `ConvLSTM{rank}D` layer.
+
+    Raises:
+      ValueError: not `[batch, timesteps, *spatial, channels]` of rank `rank + 3`, or the
+        spatial sizes or channels are unknown (the states' shape depends on them, as in Keras).
+    """
+    shape = tf.TensorShape(sequences_shape)
+    layout = f"[batch, timesteps, {_SPATIAL_NAMES[rank]}, channels]"
+    received = None if shape.rank is None else tuple(shape.as_list())
+    if shape.rank != rank + 3:
+        raise ValueError(
+            f"inputs of {layer_name} (ConvLSTM{rank}D) must have rank {rank + 3}, {layout}, "
+            f"got shape {received}"
+        )
+    if None in shape[2:].as_list():
+        raise ValueError(
+            f"inputs of {layer_name} (ConvLSTM{rank}D) need known {_SPATIAL_NAMES[rank]} and "
+            f"channels, {layout} (the states' shape depends on them, as in Keras), got shape "
+            f"{received}"
+        )
+    return shape
 
 
 class _BuiltByLayer:
@@ -28,14 +60,14 @@ class _BuiltByLayer:
     def output_size(self) -> Any:
         return None if self._state_shape is None else super().output_size
 
-    def state_shape_for(self, input_shape: Any) -> list:
-        """`[*out_spatial, filters]` for one step's `input_shape` `[batch, *spatial, channels]`.
+    def state_shape_for(self, sequences_shape: tf.TensorShape) -> list:
+        """`[*out_spatial, filters]` for inputs `[batch, timesteps, *spatial, channels]`.
 
         Computed without building, for `compute_output_shape` on an unbuilt layer.
         """
-        spatial = list(input_shape)[1:-1]
+        spatial = sequences_shape[2:-1].as_list()
         out = [
-            None if n is None else conv_output_length(n, k, self.padding, s, d)
+            conv_output_length(n, k, self.padding, s, d)
             for n, k, s, d in zip(spatial, self.kernel_size, self.strides, self.dilation_rate)
         ]
         return out + [self.filters]

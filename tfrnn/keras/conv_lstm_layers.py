@@ -3,15 +3,19 @@
 Each takes its Keras 3 twin's constructor arguments, builds the matching tfrnn ConvLSTM cell
 once the inputs' spatial shape is known, and has the twin's weights (`kernel
 [*kernel_size, channels, 4 * filters]`, `recurrent_kernel [*kernel_size, filters,
-4 * filters]`, `bias [4 * filters]`) and config keys, so `set_weights(keras_layer.
-get_weights())` copies a `keras.layers.ConvLSTM2D`. Differences: `data_format=
-"channels_first"` is refused (the cells take channels-last inputs), `seed` also seeds the
-initial weights, and `unroll` is accepted (Keras 3 takes it only through `**kwargs`).
+4 * filters]`, `bias [4 * filters]`), `.weights.h5` layout and config keys, so
+`set_weights(keras_layer.get_weights())` copies a `keras.layers.ConvLSTM2D` and weight files
+load both ways. Differences, each tested: `data_format="channels_first"` is refused (the
+cells take channels-last inputs), `seed` also seeds the initial weights, `unroll` is in the
+signature (Keras 3 takes it only through `**kwargs`), and `jit_compile` (the loop's XLA
+compilation, as on `tfrnn.keras.RNN`) is accepted.
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
+
+import tensorflow as tf
 
 from tfrnn._keras_common import conv_lstm
 from tfrnn.conv_lstm_cell import _SPATIAL_NAMES
@@ -26,31 +30,28 @@ class _ConvLSTM(_BuiltinRNN):
 
     rank = 0
 
-    def __init__(self, arguments: dict):
-        super().__init__(arguments)
-
     @property
     def _cell_class(self) -> type:
         return conv_lstm.CELLS[self.rank]
 
+    def _sequence_shape(self, sequences_shape: Any) -> tf.TensorShape:
+        return conv_lstm.check_sequence_shape(sequences_shape, self.rank, self.name)
+
     def compute_output_shape(self, sequences_shape, initial_state_shape=None, constants_shape=None):
         """Static output shape(s), also before the layer is built (as Keras 3's)."""
-        if self._core.cell.state_size is not None:
-            return super().compute_output_shape(sequences_shape)
         shape = self._sequence_shape(sequences_shape)
-        self._core.cell._check_step_rank(shape[:1].concatenate(shape[2:]))
-        state = tuple(self._core.cell.state_shape_for([shape[0]] + shape[2:].as_list()))
+        state = tuple(self._core.cell.state_shape_for(shape))
         batch, time = shape[0], shape[1]
         output = ((batch, time) if self.return_sequences else (batch,)) + state
         return (output, (batch,) + state, (batch,) + state) if self.return_state else output
 
 
-for _name in ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate"):
+for _name in conv_lstm.CONV_ARGUMENTS:
     setattr(_ConvLSTM, _name, property(lambda self, name=_name: getattr(self._core.cell, name)))
 
 
 def _namesake(rank: int, example: str) -> type:
-    """The `ConvLSTM{rank}D` class, with Keras 3's signature."""
+    """The `ConvLSTM{rank}D` class, with Keras 3's signature (and `unroll`)."""
 
     class ConvLSTM(_ConvLSTM):
         def __init__(
@@ -70,10 +71,13 @@ def _namesake(rank: int, example: str) -> type:
 
     ConvLSTM.rank = rank
     ConvLSTM.__name__ = ConvLSTM.__qualname__ = f"ConvLSTM{rank}D"
+    ConvLSTM.__module__ = __name__
     ConvLSTM.__doc__ = (
         f"`keras.layers.ConvLSTM{rank}D` computed by tfrnn: same arguments, weights and config.\n\n"
-        f"Inputs `[batch, timesteps, {_SPATIAL_NAMES[rank]}, channels]`; the states are"
-        f" `[h, c]`.\nArguments: see the module docstring and `tfrnn.keras.RNN`.\n\n{example}"
+        f"    Inputs `[batch, timesteps, {_SPATIAL_NAMES[rank]}, channels]` (spatial sizes and"
+        " channels known);\n    the states are `[h, c]`, `[batch, *out_spatial, filters]`."
+        " Arguments: see the module\n    docstring and `tfrnn.keras.RNN`.\n\n"
+        f"    {example}"
     )
     return register(ConvLSTM)
 
