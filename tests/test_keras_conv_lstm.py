@@ -189,3 +189,18 @@ def test_signature_is_keras_plus_unroll():
 def test_bad_arguments_and_inputs_are_named(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_a_keras3_model_exports_and_converts_to_conv_2d(tmp_path):
+    from tfrnn import export, tflite
+
+    inputs = keras.Input((None, *SPATIAL[2], CHANNELS))
+    model = keras.Model(inputs, OURS[2](FILTERS, 3, padding="same", return_sequences=True, seed=1)(inputs))
+    result = export.export_saved_model(model, str(tmp_path / "conv"))
+    assert result.signatures == ["serving_default", "step", "initial_state"]
+    assert max(result.max_abs_error.values()) <= 1e-5
+    converted = tflite.convert(result.path)
+    assert "CONV_2D" in converted.ops and "WHILE" in converted.ops, converted.ops
+    x = random_array(8, 1, TIME, *SPATIAL[2], CHANNELS)  # the TFLite functions' batch is 1
+    runner = tflite.interpreter(converted.model_content).get_signature_runner("serving_default")
+    assert_close(runner(inputs=x)["outputs"], model(x), 1e-4, "LiteRT")
