@@ -204,3 +204,16 @@ def test_a_keras3_model_exports_and_converts_to_conv_2d(tmp_path):
     x = random_array(8, 1, TIME, *SPATIAL[2], CHANNELS)  # the TFLite functions' batch is 1
     runner = tflite.interpreter(converted.model_content).get_signature_runner("serving_default")
     assert_close(runner(inputs=x)["outputs"], model(x), 1e-4, "LiteRT")
+
+
+def test_keras_bidirectional_wraps_it_as_keras_own():
+    x = random_array(10, BATCH, TIME, *SPATIAL[2], CHANNELS)
+    ours = keras.layers.Bidirectional(OURS[2](FILTERS, 3, padding="same", return_sequences=True, jit_compile=False))
+    theirs = keras.layers.Bidirectional(THEIRS[2](FILTERS, 3, padding="same", return_sequences=True))
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    rng = np.random.RandomState(11)
+    theirs.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.3 for w in theirs.weights])
+    ours.set_weights(theirs.get_weights())
+    mask = tf.constant(random_mask(12, BATCH, TIME))
+    assert_close(ours(x, mask=mask), theirs(x, mask=mask), 1e-5, "Bidirectional")

@@ -197,3 +197,18 @@ def test_signature_is_tf_keras_plus_unroll_and_seed():
 def test_bad_arguments_and_inputs_are_named(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_tf_keras_bidirectional_wraps_it_and_zeroes_masked_steps():
+    """As tf-keras' Bidirectional asks (zero_output_for_mask), which its ConvRNN ignores."""
+    x = random_array(10, BATCH, TIME, *SPATIAL[2], CHANNELS)
+    ours = tf_keras.layers.Bidirectional(OURS[2](FILTERS, 3, padding="same", return_sequences=True, jit_compile=False))
+    theirs = tf_keras.layers.Bidirectional(THEIRS[2](FILTERS, 3, padding="same", return_sequences=True))
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    rng = np.random.RandomState(11)
+    theirs.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.3 for w in theirs.weights])
+    ours.set_weights(theirs.get_weights())
+    mask = random_mask(12, BATCH, TIME)
+    expected = np.where(mask[:, :, None, None, None], theirs(x, mask=tf.constant(mask)), 0.0)
+    assert_close(ours(x, mask=tf.constant(mask)), expected, 1e-5, "Bidirectional")

@@ -11,8 +11,11 @@ namesakes' (`<layer>/conv_lstm_cell/kernel:0`); tf-keras' ConvLSTMs leave out th
 `recurrent_activation` is `"hard_sigmoid"` (tf-keras' `clip(0.2 x + 0.5, 0, 1)`).
 Differences, each tested: `data_format="channels_first"` is refused (the cells take
 channels-last inputs); `unroll=True` is accepted (tf-keras refuses it for convolutional
-RNNs); `seed` seeds the initial weights and dropout masks; and `jit_compile` (the loop's XLA
-compilation, as on `tfrnn.tf_keras.RNN`) is accepted.
+RNNs); `seed` seeds the initial weights and dropout masks; `jit_compile` (the loop's XLA
+compilation, as on `tfrnn.tf_keras.RNN`) is accepted; and `zero_output_for_mask`, which
+`tf_keras.layers.Bidirectional` sets on its halves, zeroes masked steps of the returned
+sequence as on tfrnn's other layers (and Keras 3's ConvLSTMs), where tf-keras' ConvRNN
+ignores it.
 """
 
 from __future__ import annotations
