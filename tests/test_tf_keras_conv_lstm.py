@@ -212,3 +212,16 @@ def test_tf_keras_bidirectional_wraps_it_and_zeroes_masked_steps():
     mask = random_mask(12, BATCH, TIME)
     expected = np.where(mask[:, :, None, None, None], theirs(x, mask=tf.constant(mask)), 0.0)
     assert_close(ours(x, mask=tf.constant(mask)), expected, 1e-5, "Bidirectional")
+
+
+def test_regularizers_and_constraints_act_as_on_tf_keras_layers():
+    case = dict(rank=1, padding="valid", strides=1, dilation_rate=1, return_sequences=False,
+                return_state=False, go_backwards=False)  # fmt: skip
+    options = dict(kernel_regularizer="l2", recurrent_regularizer=tf_keras.regularizers.L1(0.01),
+                   bias_regularizer="l1", activity_regularizer="l2", bias_constraint="non_neg")  # fmt: skip
+    ours, theirs = _pair(case, **options)
+    x = random_array(13, BATCH, TIME, *SPATIAL[1], CHANNELS)
+    ours(x), theirs(x)
+    assert len(ours.losses) == len(theirs.losses) == 4
+    assert_close(sorted(float(v) for v in ours.losses), sorted(float(v) for v in theirs.losses), 1e-5, "losses")
+    assert ours.cell.bias.constraint is not None
