@@ -204,6 +204,7 @@ def test_signature_is_tf_keras_plus_unroll_and_seed():
         (lambda: OURS[2](2, 3, data_format="channels_first"), r"channels_first' is not supported"),
         (lambda: OURS[2](2, (3, 3, 3)), r"kernel_size must be a positive int or 2 positive ints, got \(3, 3, 3\)"),
         (lambda: OURS[2](0, 3), r"filters must be a positive int, got 0"),
+        (lambda: OURS[2](2, 3, stateful=True).reset_state(states=[np.zeros([2, 3, 3, 2], "float32")] * 2), r"conv_lstm2d\w* \(ConvLSTM2D\) is not built yet, so the shape of its states, \[batch, rows, cols after the convolution, filters\], is unknown"),
         (lambda: OURS[2](2, 3, stateful=True)(tf_keras.Input((3, 5, 5, 2))), r"stateful, so it needs a fixed batch size"),
     ],
 )  # fmt: skip

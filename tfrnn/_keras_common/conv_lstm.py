@@ -49,6 +49,21 @@ def check_sequence_shape(sequences_shape: Any, rank: int, layer_name: str) -> tf
     return shape
 
 
+def check_states_known(cell: Any, rank: int, layer_name: str) -> None:
+    """Raises `ValueError` while `cell` (unbuilt) cannot say its states' shape.
+
+    `reset_state(states=...)` before the first call fixes a stateful layer's batch size from
+    the values given; a ConvLSTM's states' shape needs the inputs' spatial shape too.
+    """
+    if cell.state_size is None:
+        raise ValueError(
+            f"{layer_name} (ConvLSTM{rank}D) is not built yet, so the shape of its states, "
+            f"[batch, {_SPATIAL_NAMES[rank]} after the convolution, filters], is unknown: build "
+            "or call it first (inputs [batch, timesteps, "
+            f"{_SPATIAL_NAMES[rank]}, channels]), then reset its states"
+        )
+
+
 class _BuiltByLayer:
     """Mixin: no `state_size`/`output_size` until built (the layer builds the cell)."""
 

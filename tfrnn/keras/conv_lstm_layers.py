@@ -37,6 +37,12 @@ class _ConvLSTM(_BuiltinRNN):
     def _sequence_shape(self, sequences_shape: Any) -> tf.TensorShape:
         return conv_lstm.check_sequence_shape(sequences_shape, self.rank, self.name)
 
+    def reset_state(self, states: Any = None) -> None:
+        """As `tfrnn.keras.RNN.reset_state`; `states` need the layer built (their shape)."""
+        if self.stateful and states is not None:
+            conv_lstm.check_states_known(self._core.cell, self.rank, self.name)
+        super().reset_state(states)
+
     def compute_output_shape(self, sequences_shape, initial_state_shape=None, constants_shape=None):
         """Static output shape(s), also before the layer is built (as Keras 3's)."""
         shape = self._sequence_shape(sequences_shape)

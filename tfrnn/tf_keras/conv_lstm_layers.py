@@ -49,6 +49,14 @@ class _ConvLSTM(_BuiltinRNN):
         shape = super()._core_input_shape(input_shape)
         return conv_lstm.check_sequence_shape(shape, self.rank, self.name)
 
+    def reset_states(self, states: Any = None) -> None:
+        """As `tfrnn.tf_keras.RNN.reset_states`, but the layer must be built (the states' shape)."""
+        if self.stateful:
+            conv_lstm.check_states_known(self._rnn.cell, self.rank, self.name)
+        super().reset_states(states)
+
+    reset_state = reset_states  # Keras 3's name
+
     def compute_output_shape(self, input_shape: Any):
         """Static output shape(s), also before the layer is built (as tf-keras')."""
         shape = self._core_input_shape(input_shape)
