@@ -28,6 +28,7 @@ MATRIX = all_pairs(
         "go_backwards": (False, True),
         "mask": (False, True),
         "initial_state": (False, True),
+        "unroll": (False, True),  # in the signature here; Keras 3 takes it through **kwargs
         "caller": ("eager", "function"),
     },
     # Keras refuses strides > 1 with dilation > 1; Keras 3's RNN drops the mask when it gets an
@@ -46,7 +47,7 @@ def _pair(case, **options):
         go_backwards=case["go_backwards"], **options,
     )  # fmt: skip
     theirs = THEIRS[rank](FILTERS, KERNEL[rank], **options)
-    ours = OURS[rank](FILTERS, KERNEL[rank], jit_compile=case.get("jit", False), **options)
+    ours = OURS[rank](FILTERS, KERNEL[rank], unroll=case.get("unroll", False), jit_compile=case.get("jit", False), **options)
     shape = (BATCH if options.get("stateful") else None, None, *SPATIAL[rank], CHANNELS)
     assert ours.compute_output_shape(shape) == theirs.compute_output_shape(shape)  # unbuilt
     theirs.build(shape)
@@ -247,3 +248,13 @@ def test_regularizers_and_constraints_act_as_on_keras_layers():
     assert len(ours.losses) == len(theirs.losses) == 4
     assert_close(sorted(float(v) for v in ours.losses), sorted(float(v) for v in theirs.losses), 1e-5, "losses")
     assert ours.cell.bias.constraint is not None
+
+
+def test_seed_seeds_the_initial_weights():
+    shape = (None, None, *SPATIAL[1], CHANNELS)
+    layers = [OURS[1](FILTERS, 2, seed=seed) for seed in (5, 5, 6)]
+    for layer in layers:
+        layer.build(shape)
+    first, same, other = (layer.get_weights() for layer in layers)
+    assert all(np.array_equal(a, b) for a, b in zip(first, same))
+    assert not np.allclose(first[0], other[0]) and not np.allclose(first[1], other[1])

@@ -136,6 +136,11 @@ def test_symbolic_shapes_and_weight_files_both_ways(model_pair, tmp_path, suffix
     ours, theirs, x = model_pair
     assert ours.output_shape == theirs.output_shape == (BATCH, 2, FILTERS)
     assert [w.shape for w in ours.weights] == [w.shape for w in theirs.weights]
+    # Named as tfrnn's other namesakes, with the cell; tf-keras' ConvLSTMs leave it out.
+    assert [w.name.split("/", 1)[1] for w in ours.layers[1].weights] == [
+        "conv_lstm_cell/kernel:0", "conv_lstm_cell/recurrent_kernel:0", "conv_lstm_cell/bias:0",
+    ]  # fmt: skip
+    assert [w.name.split("/", 1)[1] for w in theirs.layers[1].weights] == ["kernel:0", "recurrent_kernel:0", "bias:0"]
     ours.set_weights([np.zeros(w.shape, np.float32) for w in ours.weights])
     path = str(tmp_path / f"theirs.{suffix}" if suffix == "h5" else tmp_path / "theirs")
     theirs.save_weights(path)
@@ -239,3 +244,13 @@ def test_regularizers_and_constraints_act_as_on_tf_keras_layers():
     assert len(ours.losses) == len(theirs.losses) == 4
     assert_close(sorted(float(v) for v in ours.losses), sorted(float(v) for v in theirs.losses), 1e-5, "losses")
     assert ours.cell.bias.constraint is not None
+
+
+def test_seed_seeds_the_initial_weights():
+    shape = (None, None, *SPATIAL[1], CHANNELS)
+    layers = [OURS[1](FILTERS, 2, seed=seed) for seed in (5, 5, 6)]
+    for layer in layers:
+        layer.build(shape)
+    first, same, other = (layer.get_weights() for layer in layers)
+    assert all(np.array_equal(a, b) for a, b in zip(first, same))
+    assert not np.allclose(first[0], other[0]) and not np.allclose(first[1], other[1])
