@@ -185,6 +185,24 @@ class _NoConfigCell(tfrnn.RNNCell):
             ValueError, "must have the same return_sequences, got True for layer and False for backward_layer",
         ),
         (
+            lambda: tfrnn.Bidirectional(
+                tfrnn.RNN(tfrnn.LSTMCell(2), return_state=True),
+                backward_layer=tfrnn.RNN(tfrnn.LSTMCell(2), go_backwards=True),
+            ),
+            ValueError, "must have the same return_state, got True for layer and False for backward_layer",
+        ),
+        (
+            lambda: tfrnn.Bidirectional(
+                tfrnn.RNN(tfrnn.LSTMCell(2)),
+                backward_layer=tfrnn.RNN(tfrnn.LSTMCell(2), go_backwards=True, stateful=True),
+            ),
+            ValueError, "must have the same stateful, got False for layer and True for backward_layer",
+        ),
+        (
+            lambda: tfrnn.Bidirectional(tfrnn.keras.LSTM(2)),
+            TypeError, "layer must be a tfrnn.RNN, got LSTM; in a Keras model use the Keras adapter's Bidirectional",
+        ),
+        (
             lambda: tfrnn.Bidirectional(tfrnn.RNN(tfrnn.LSTMCell(2)), backward_layer=tfrnn.RNN(tfrnn.LSTMCell(2))),
             ValueError, "must have different go_backwards values, got go_backwards=False for both",
         ),

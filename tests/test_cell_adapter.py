@@ -228,3 +228,27 @@ def test_stacked_state_size_is_the_tuple_of_the_cells():
     assert tfrnn.StackedRNNCells(cells).state_size == tuple(c.state_size for c in cells) == ([8, 8], 16)
     keras_cells = [tf_keras.layers.LSTMCell(8), tf_keras.layers.GRUCell(16)]
     assert tfrnn.StackedRNNCells(cells).state_size == tf_keras.layers.StackedRNNCells(keras_cells).state_size
+
+
+class StateSizeInBuild(tf_keras.layers.Layer):
+    """Names its states at once but learns their size only in build() (as the adapters' ConvLSTM cells)."""
+
+    def __init__(self):
+        super().__init__()
+        self.state_names, self.state_size = ["total"], None
+
+    def build(self, input_shape):
+        self.state_size = [int(input_shape[-1])]
+        self.built = True
+
+    def call(self, inputs, states):
+        total = states[0] + inputs
+        return total, [total]
+
+
+def test_a_stateful_rnn_over_a_cell_sized_in_build_names_its_states_before_building():
+    rnn = tfrnn.RNN(StateSizeInBuild(), stateful=True, jit_compile=False)
+    inputs = random_array(3, 2, 4, 3)
+    rnn(inputs)
+    assert_close(rnn(inputs), 2 * inputs.sum(axis=1), 1e-5)
+    assert [v.name for v in rnn.states] == ["states/total:0"]

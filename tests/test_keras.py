@@ -825,3 +825,85 @@ def test_bad_shapes_masks_and_options_are_refused():
         tfrnn.keras.RNN([tfrnn.LSTMCell(UNITS), [tfrnn.GRUCell(UNITS)]])
     with pytest.raises(ValueError, match=r"initial_state must have 2 tensors \(h, c\)"):
         tfrnn.keras.LSTM(UNITS)(x, initial_state=[np.zeros([BATCH, UNITS], np.float32)])
+
+
+# -- tfrnn's extension: LSTM(projection_units=...) --------------------------------------------
+
+PROJECTION = 2
+
+
+@pytest.fixture(scope="module")
+def projected():
+    """A model of one projected tfrnn.keras.LSTM (loop not XLA-compiled) and the layer."""
+    inputs = keras.Input((None, FEATURES))
+    layer = tfrnn.keras.LSTM(
+        UNITS, projection_units=PROJECTION, return_sequences=True, return_state=True, seed=3,
+        jit_compile=False,
+    )  # fmt: skip
+    return keras.Model(inputs, layer(inputs)), layer
+
+
+def _projected_reference(layer):
+    cell = tfrnn.LSTMCell(UNITS, projection_units=PROJECTION)
+    cell.build([None, FEATURES])
+    cell.set_weights(layer.get_weights())
+    return tfrnn.RNN(cell, return_sequences=True, return_state=True, jit_compile=False)
+
+
+def test_projected_lstm_matches_the_core_cell(projected):
+    model, layer = projected
+    assert model.output_shape == [(None, None, PROJECTION), (None, PROJECTION), (None, UNITS)]
+    shapes = [(FEATURES, 4 * UNITS), (PROJECTION, 4 * UNITS), (4 * UNITS,), (UNITS, PROJECTION)]
+    assert [w.shape for w in layer.get_weights()] == shapes and layer.projection_units == PROJECTION
+    assert layer.cell.projection_kernel.shape == (UNITS, PROJECTION)
+    reference = _projected_reference(layer)
+    x, mask = tf.constant(random_array(40, BATCH, TIME, FEATURES)), tf.constant(random_mask(41, BATCH, TIME))
+    results = []
+    for run, weights in ((layer, layer.trainable_weights), (reference, reference.cell.weights)):
+        with tf.GradientTape() as tape:
+            outputs = run(x, mask=mask)
+            loss = sum(tf.reduce_sum(o * random_array(42 + i, *o.shape)) for i, o in enumerate(outputs))
+        results.append((outputs, tape.gradient(loss, list(weights))))
+    for name, ours, theirs in zip(("outputs", "h", "c"), results[0][0], results[1][0]):
+        assert_close(ours, theirs, 1e-5, name)
+    for name, ours, theirs in zip(("kernel", "recurrent", "bias", "projection"), results[0][1], results[1][1]):
+        assert_close(ours, theirs, 1e-5, f"d {name}")
+
+
+def test_projected_lstm_config_and_keras_file_round_trip(projected, tmp_path):
+    model, layer = projected
+    config = layer.get_config()
+    assert config["projection_units"] == PROJECTION
+    assert tfrnn.keras.LSTM.from_config(config).get_config() == config
+    assert tfrnn.keras.LSTM(UNITS).get_config()["projection_units"] is None
+    model.save(tmp_path / "projected.keras")
+    loaded = keras.models.load_model(tmp_path / "projected.keras")
+    x = random_array(43, BATCH, TIME, FEATURES)
+    for ours, theirs in zip(loaded(x), model(x)):
+        assert_close(ours, theirs, 1e-6, "loaded")
+
+
+def test_projected_lstm_exports(tmp_path):
+    from tfrnn import export
+
+    inputs = keras.Input((None, FEATURES))
+    model = keras.Model(inputs, tfrnn.keras.LSTM(UNITS, projection_units=PROJECTION, seed=4)(inputs))
+    result = export.export_saved_model(model, str(tmp_path / "projected"))
+    assert max(result.max_abs_error.values()) <= 1e-5
+    loaded = tf.saved_model.load(result.path)
+    x = random_array(44, 2, TIME, FEATURES)
+    assert_close(loaded.signatures["serving_default"](inputs=x)["outputs"], model(x), 1e-5, "export")
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5])
+def test_projection_units_must_be_positive(value):
+    with pytest.raises(ValueError, match=f"projection_units must be a positive int or None, got {value!r}"):
+        tfrnn.keras.LSTM(UNITS, projection_units=value)
+
+
+def test_projected_lstm_initial_state_of_the_wrong_shape(projected):
+    _, layer = projected
+    wrong = [tf.zeros([BATCH, UNITS]), tf.zeros([BATCH, UNITS])]
+    message = rf"initial_state must have 2 tensors \(h, c\) of shape \[{BATCH}, {PROJECTION}\], \[{BATCH}, {UNITS}\], got 2 tensors of shape \[{BATCH}, {UNITS}\], \[{BATCH}, {UNITS}\]"
+    with pytest.raises(ValueError, match=message):
+        layer(tf.zeros([BATCH, TIME, FEATURES]), initial_state=wrong)

@@ -129,6 +129,10 @@ class CellAdapter:
         names = getattr(self.cell, "state_names", None)
         if callable(names):
             names = names()
+        if names is not None and self._description is None and getattr(self.cell, "state_size", 0) is None:
+            # Sizes set in build() (the Keras adapters' ConvLSTM cells): a stateful RNN names
+            # its variables when it is created, before any build.
+            return list(names)
         count = len(self.flat_state_shapes)
         if names is not None and len(names) == count:
             return list(names)

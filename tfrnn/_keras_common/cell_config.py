@@ -13,6 +13,7 @@ from typing import Any, Callable, Collection, Optional
 
 from tfrnn._core import activations as tfrnn_activations
 from tfrnn._core import initializers as tfrnn_initializers
+from tfrnn._keras_common import conv_lstm
 from tfrnn.gru_cell import GRUCell
 from tfrnn.lstm_cell import LSTMCell
 from tfrnn.simple_rnn_cell import SimpleRNNCell
@@ -20,6 +21,7 @@ from tfrnn.stacked_cells import StackedRNNCells
 
 BUILTIN_CELLS = {cls.__name__: cls for cls in (SimpleRNNCell, LSTMCell, GRUCell)}
 CELL_NAMES = {SimpleRNNCell: "simple_rnn_cell", LSTMCell: "lstm_cell", GRUCell: "gru_cell"}
+CELL_NAMES.update({cls: "conv_lstm_cell" for cls in conv_lstm.CELLS.values()})
 
 
 def _serialize_value(value: Any, keras: ModuleType) -> Any:

@@ -85,7 +85,7 @@ class _BuiltinRNN(RNN):
 # raises AttributeError.
 for _name in (
     "units", "activation", "recurrent_activation", "use_bias", "unit_forget_bias", "reset_after",
-    "dropout", "recurrent_dropout",
+    "dropout", "recurrent_dropout", "projection_units",
 ):  # fmt: skip
     setattr(_BuiltinRNN, _name, property(lambda self, name=_name: getattr(self._core.cell, name)))
 
@@ -127,6 +127,11 @@ class LSTM(_BuiltinRNN):
     bias [4 * units]]` (gates i, f, c, o); the states are `[h, c]`. Arguments: see
     `_BuiltinRNN` and `tfrnn.keras.RNN`.
 
+    tfrnn's extension, `projection_units=P` (in the config; Keras 3 has no such argument):
+    h is projected to `P` as by `tfrnn.LSTMCell(projection_units=P)` (PyTorch's
+    `proj_size`), adding `projection_kernel [units, P]` after the other weights, with
+    `recurrent_kernel [P, 4 * units]`, h and the outputs `[batch, P]`, c `[batch, units]`.
+
     >>> outputs, h, c = tfrnn.keras.LSTM(8, return_sequences=True, return_state=True)(
     ...     np.ones([2, 5, 3], "float32"))
     >>> outputs.shape, c.shape
@@ -146,7 +151,7 @@ class LSTM(_BuiltinRNN):
         bias_constraint: Any = None, dropout: float = 0.0, recurrent_dropout: float = 0.0,
         seed: Optional[int] = None, return_sequences: bool = False, return_state: bool = False,
         go_backwards: bool = False, stateful: bool = False, unroll: bool = False,
-        use_cudnn: Any = "auto", **kwargs,
+        use_cudnn: Any = "auto", projection_units: Optional[int] = None, **kwargs,
     ):  # fmt: skip
         super().__init__(locals())
 

@@ -576,7 +576,7 @@ class _BuiltinRNN(RNN):
 # `reset_after`); one the cell lacks raises AttributeError.
 for _name in (
     "units", "activation", "recurrent_activation", "use_bias", "unit_forget_bias", "reset_after",
-    "dropout", "recurrent_dropout",
+    "dropout", "recurrent_dropout", "projection_units",
 ):  # fmt: skip
     setattr(_BuiltinRNN, _name, property(lambda self, name=_name: getattr(self.cell, name)))
 
@@ -619,6 +619,11 @@ class LSTM(_BuiltinRNN):
     bias [4 * units]]` (gates i, f, c, o), so `layer.set_weights(keras_lstm.get_weights())`
     copies a tf-keras LSTM. The states are `[h, c]`. Arguments: see `_BuiltinRNN` and `RNN`.
 
+    tfrnn's extension, `projection_units=P` (in the config; tf-keras has no such argument):
+    h is projected to `P` as by `tfrnn.LSTMCell(projection_units=P)` (PyTorch's
+    `proj_size`), adding `projection_kernel [units, P]` after the other weights, with
+    `recurrent_kernel [P, 4 * units]`, h and the outputs `[batch, P]`, c `[batch, units]`.
+
     >>> outputs, h, c = tfrnn.tf_keras.LSTM(8, return_sequences=True, return_state=True)(
     ...     tf.ones([2, 5, 3]))
     >>> outputs.shape, c.shape
@@ -638,7 +643,7 @@ class LSTM(_BuiltinRNN):
         bias_constraint: Any = None, dropout: float = 0.0, recurrent_dropout: float = 0.0,
         return_sequences: bool = False, return_state: bool = False, go_backwards: bool = False,
         stateful: bool = False, time_major: bool = False, unroll: bool = False,
-        seed: Optional[int] = None, **kwargs,
+        seed: Optional[int] = None, projection_units: Optional[int] = None, **kwargs,
     ):  # fmt: skip
         super().__init__(locals())
 
