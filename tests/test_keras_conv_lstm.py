@@ -9,109 +9,30 @@ import tensorflow as tf
 
 import tfrnn
 from conftest import assert_close, random_array, random_mask
-from matrix import all_pairs, case_id
+import conv_lstm_twins as twins
+from conv_lstm_twins import BATCH, CHANNELS, FILTERS, SPATIAL, TIME
+from matrix import case_id
 
-BATCH, TIME, CHANNELS, FILTERS = 2, 3, 2, 2
-SPATIAL = {1: [5], 2: [5, 5], 3: [3, 4, 3]}
-KERNEL = {1: 2, 2: (2, 3), 3: 2}  # not square in 2-D: a transposed layout would show
 OURS = {1: tfrnn.keras.ConvLSTM1D, 2: tfrnn.keras.ConvLSTM2D, 3: tfrnn.keras.ConvLSTM3D}
 THEIRS = {1: keras.layers.ConvLSTM1D, 2: keras.layers.ConvLSTM2D, 3: keras.layers.ConvLSTM3D}
-
-MATRIX = all_pairs(
-    {
-        "rank": (1, 2, 3),
-        "padding": ("valid", "same"),
-        "strides": (1, 2),
-        "dilation_rate": (1, 2),
-        "return_sequences": (True, False),
-        "return_state": (True, False),
-        "go_backwards": (False, True),
-        "mask": (False, True),
-        "initial_state": (False, True),
-        "unroll": (False, True),  # in the signature here; Keras 3 takes it through **kwargs
-        "caller": ("eager", "function"),
-    },
-    # Keras refuses strides > 1 with dilation > 1; Keras 3's RNN drops the mask when it gets an
-    # initial_state (tfrnn keeps it: tests/test_keras.py).
-    allowed=lambda case: not (case["strides"] > 1 and case["dilation_rate"] > 1)
-    and not (case["mask"] and case["initial_state"]),
-)
+# Keras 3's RNN drops the mask when it gets an initial_state (tfrnn keeps it: tests/test_keras.py);
+# unroll is in our signature, Keras 3 takes it through **kwargs.
+MATRIX = twins.matrix(allowed=lambda case: not (case["mask"] and case["initial_state"]))
 
 
 def _pair(case, **options):
-    """`(ours, theirs)` built, with the same weights (a non-zero bias); ours not XLA-compiled."""
-    rank = case["rank"]
-    options = dict(
-        padding=case["padding"], strides=case["strides"], dilation_rate=case["dilation_rate"],
-        return_sequences=case["return_sequences"], return_state=case["return_state"],
-        go_backwards=case["go_backwards"], **options,
-    )  # fmt: skip
-    theirs = THEIRS[rank](FILTERS, KERNEL[rank], **options)
-    ours = OURS[rank](FILTERS, KERNEL[rank], unroll=case.get("unroll", False), jit_compile=case.get("jit", False), **options)
-    shape = (BATCH if options.get("stateful") else None, None, *SPATIAL[rank], CHANNELS)
-    assert ours.compute_output_shape(shape) == theirs.compute_output_shape(shape)  # unbuilt
-    theirs.build(shape)
-    ours.build(shape)
-    weights = theirs.get_weights()
-    weights[2] = random_array(9, *weights[2].shape) * 0.5
-    theirs.set_weights(weights)
-    ours.set_weights(weights)
-    return ours, theirs
-
-
-def _state_shape(case):
-    """`[*out_spatial, filters]`, by Keras' formula for a convolution's output size."""
-    rank, padding, stride, dilation = case["rank"], case["padding"], case["strides"], case["dilation_rate"]
-    kernel = KERNEL[rank] if isinstance(KERNEL[rank], tuple) else (KERNEL[rank],) * rank
-    if padding == "same":
-        return [-(-n // stride) for n in SPATIAL[rank]] + [FILTERS]
-    return [(n - (k - 1) * dilation - 1) // stride + 1 for n, k in zip(SPATIAL[rank], kernel)] + [FILTERS]
-
-
-def _results(layer, inputs, mask, initial_state, caller):
-    """`(outputs, gradients for [inputs, *weights])` of a fixed weighted sum of the outputs."""
-
-    def run(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            outputs = tf.nest.flatten(layer(x, mask=mask, initial_state=initial_state))
-            loss = sum(tf.reduce_sum(o * random_array(20 + i, *o.shape)) for i, o in enumerate(outputs))
-        return outputs, tape.gradient(loss, [x] + list(layer.trainable_weights))
-
-    run = tf.function(run, autograph=False) if caller == "function" else run
-    outputs, gradients = run(tf.constant(inputs))
-    return [o.numpy() for o in outputs], [g.numpy() for g in gradients]
+    return twins.make_pair(OURS[case["rank"]], THEIRS[case["rank"]], case, **options)
 
 
 @pytest.mark.parametrize("case", MATRIX, ids=case_id)
 def test_matches_keras(case):
-    rank = case["rank"]
-    ours, theirs = _pair(case)
-    inputs = random_array(1, BATCH, TIME, *SPATIAL[rank], CHANNELS)
-    mask = tf.constant(random_mask(2, BATCH, TIME)) if case["mask"] else None
-    initial_state = None
-    if case["initial_state"]:
-        initial_state = [tf.constant(random_array(3 + i, BATCH, *_state_shape(case))) for i in range(2)]
-    expected = _results(theirs, inputs, mask, initial_state, "eager")
-    actual = _results(ours, inputs, mask, initial_state, case["caller"])
-    assert len(actual[0]) == len(expected[0]) == (3 if case["return_state"] else 1)
-    for i, (a, e) in enumerate(zip(actual[0], expected[0])):
-        assert_close(a, e, 1e-5, f"output {i}")
-    for name, a, e in zip(("inputs", "kernel", "recurrent_kernel", "bias"), *[r[1] for r in (actual, expected)]):
-        assert_close(a, e, 1e-4, f"d {name}")
+    twins.check_matches(*_pair(case), case)
 
 
 def test_xla_compiled_loop_and_stateful_calls_match_keras():
     case = dict(rank=2, padding="same", strides=1, dilation_rate=1, return_sequences=True,
                 return_state=True, go_backwards=False, jit=True)  # fmt: skip
-    ours, theirs = _pair(case, stateful=True)
-    inputs = random_array(3, BATCH, TIME, *SPATIAL[2], CHANNELS)
-    for call in range(2):  # the second call starts from the first's final states
-        for i, (a, e) in enumerate(zip(ours(inputs), theirs(inputs))):
-            assert_close(a, e, 1e-5, f"call {call} output {i}")
-    ours.reset_state()
-    theirs.reset_state()
-    assert_close(ours(inputs)[0], theirs(inputs)[0], 1e-5, "after reset_state")
+    twins.check_stateful_calls(*_pair(case, stateful=True), case["rank"], "reset_state")
 
 
 @pytest.fixture(scope="module")
