@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import io
 import json
 import os
 import platform
@@ -723,6 +724,7 @@ def write_chart(report: dict, path: str) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return False
     panels = scenarios(report)
@@ -737,16 +739,27 @@ def write_chart(report: dict, path: str) -> bool:
         for bar, name in zip(axis.patches, names):
             if name.endswith(" bf16"):
                 bar.set_alpha(0.55)
+            axis.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {bar.get_width():.2f}x",
+                      va="center", fontsize=6)  # fmt: skip
         axis.axvline(1.0, color="black", linewidth=0.8)
         axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.set_xlim(right=max(speedups) * 2.0)
         axis.set_title(title, fontsize=9)
         axis.tick_params(labelsize=7)
     for axis in list(axes.flat)[len(panels):]:
         axis.set_visible(False)
     figure.suptitle("Speed-up over Keras 3 (layer in a jit_compile function); > 1 is faster", fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=72)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=72)
     plt.close(figure)
+    # A 64-colour palette keeps the chart small enough to commit (Pillow comes with matplotlib).
+    from PIL import Image
+
+    buffer.seek(0)
+    Image.open(buffer).convert("RGB").quantize(64).save(path, optimize=True)
     return True
 
 
@@ -822,18 +835,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--markdown", default="benchmark.md")
     parser.add_argument("--json", default="benchmark.json")
     parser.add_argument("--chart", default="benchmark.png", help="PNG of the speed-ups (needs matplotlib)")
+    parser.add_argument("--from-json", help="rewrite the Markdown and the chart of a saved report")
     parser.add_argument("--memory-probe", choices=["tfrnn", "tf-keras"], help=argparse.SUPPRESS)
     parser.add_argument("--cell", default="lstm", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_probe:
         print(memory_probe(args.memory_probe, args.cell))
         return 0
-    report = run(args)
+    if args.from_json:
+        with open(args.from_json) as f:
+            report = json.load(f)
+    else:
+        report = run(args)
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
     text = markdown(report)
     with open(args.markdown, "w") as f:
         f.write(text)
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=2)
     if not write_chart(report, args.chart):
         print("matplotlib is not installed: no chart", file=sys.stderr)
     print(text)
