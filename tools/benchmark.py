@@ -120,7 +120,7 @@ def _matmul_rate(m: int, k: int, n: int, dtype: tf.DType, jit: bool, repeats: in
     rng = np.random.default_rng(0)
     a = tf.cast(tf.constant(rng.standard_normal([m, k]).astype(np.float32)), dtype)
     b = tf.cast(tf.constant(rng.standard_normal([k, n]).astype(np.float32)), dtype)
-    fn = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=jit)
+    fn = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=jit, autograph=False)
     fn(a, b).numpy()
     first = _first_call(lambda: fn(a, b).numpy())
     inner = max(1, min(50, int(0.02 / max(first, 1e-6))))
@@ -283,14 +283,14 @@ def _inference_peers(models: Models, x: np.ndarray, suffix: str) -> dict[str, Pe
     rnn = models.rnns["tfrnn"]
     functions = {
         "tfrnn eager": rnn,
-        "tfrnn tf.function": tf.function(lambda x: rnn(x)),
-        "tfrnn in user jit": tf.function(lambda x: rnn(x), jit_compile=True),
+        "tfrnn tf.function": tf.function(lambda x: rnn(x), autograph=False),
+        "tfrnn in user jit": tf.function(lambda x: rnn(x), jit_compile=True, autograph=False),
     }
     for name in ("tfrnn unroll", "tfrnn no-XLA"):
         if name in models.rnns:
-            functions[name] = tf.function(lambda x, r=models.rnns[name]: r(x))
-    functions["tf-keras"] = tf.function(lambda x: models.tf_keras(x))
-    functions[REFERENCE] = tf.function(lambda x: models.keras3(x), jit_compile=True)
+            functions[name] = tf.function(lambda x, r=models.rnns[name]: r(x), autograph=False)
+    functions["tf-keras"] = tf.function(lambda x: models.tf_keras(x), autograph=False)
+    functions[REFERENCE] = tf.function(lambda x: models.keras3(x), jit_compile=True, autograph=False)
     peers = {name + suffix: _plain(lambda f=f: f(x_tf).numpy()) for name, f in functions.items()}
     peers["keras3 predict_on_batch" + suffix] = _plain(lambda: models.keras3_model.predict_on_batch(x))
     if models.torch is not None:
@@ -319,8 +319,8 @@ def _tf_training(model, variables: list, jit: Optional[bool]) -> tuple[Callable,
 
     if jit is None:
         return gradients, step
-    gradients = tf.function(gradients, jit_compile=jit)
-    return gradients, tf.function(step, jit_compile=jit)
+    gradients = tf.function(gradients, jit_compile=jit, autograph=False)
+    return gradients, tf.function(step, jit_compile=jit, autograph=False)
 
 
 def _tf_training_peer(model, variables, jit, x, y) -> Peer:
@@ -745,13 +745,13 @@ def write_chart(report: dict, path: str) -> bool:
         axis.set_xscale("log")
         axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
         axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        axis.set_xlim(right=max(speedups) * 2.0)
+        axis.set_xlim(min(speedups) / 2.0, max(speedups) * 2.0)  # every bar visible on a log axis
         axis.set_title(title, fontsize=9)
         axis.tick_params(labelsize=7)
     for axis in list(axes.flat)[len(panels):]:
         axis.set_visible(False)
     figure.suptitle("Speed-up over Keras 3 (layer in a jit_compile function); > 1 is faster", fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.98))
     buffer = io.BytesIO()
     figure.savefig(buffer, dpi=72)
     plt.close(figure)
