@@ -794,7 +794,7 @@ def run(args: argparse.Namespace) -> dict:
     plan = run_plan(args)
     torch_threads = None
     if torch is not None:
-        torch.set_num_threads(os.cpu_count())
+        torch.set_num_threads(args.torch_threads or os.cpu_count())
         torch_threads = torch.get_num_threads()
     limits = matmul_limits(plan.limit_shapes, max(3, plan.repeats // 2))
     report = {
@@ -835,6 +835,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--markdown", default="benchmark.md")
     parser.add_argument("--json", default="benchmark.json")
     parser.add_argument("--chart", default="benchmark.png", help="PNG of the speed-ups (needs matplotlib)")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="PyTorch's threads (default: every core; 1 on a machine others load)")
     parser.add_argument("--from-json", help="rewrite the Markdown and the chart of a saved report")
     parser.add_argument("--memory-probe", choices=["tfrnn", "tf-keras"], help=argparse.SUPPRESS)
     parser.add_argument("--cell", default="lstm", help=argparse.SUPPRESS)
