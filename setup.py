@@ -24,7 +24,7 @@ setuptools.setup(
     extras_require={
         "test": ["pytest"],
         # Benchmarks only: PyTorch as a peer to compare against, never a dependency.
-        "benchmark": ["torch==2.13.0"],
+        "benchmark": ["torch==2.13.0", "matplotlib"],
     },
     entry_points={
         "console_scripts": [
