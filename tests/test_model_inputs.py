@@ -255,6 +255,33 @@ def test_inputs_are_named_and_split_into_time_axis_and_side_inputs(make, input_s
         assert specs[model_input.name].shape.rank == whole - model_input.time_axis
 
 
+def _two_list_heads():
+    sequence = keras.Input((None, F), name="sequence")
+    hidden = tfrnn.keras.LSTM(4, seed=13)(sequence)
+    return keras.Model(sequence, [keras.layers.Dense(1, name="score")(hidden), keras.layers.Dense(2, name="logits")(hidden)])
+
+
+class _ReturnsStates(tf.Module):
+    def __init__(self):
+        self.rnn = tfrnn.RNN(tfrnn.LSTMCell(3, seed=14), return_state=True)
+
+    def __call__(self, x):
+        return self.rnn(x)
+
+
+@pytest.mark.parametrize(
+    "make, names, returns_states",
+    [(_two_list_heads, ["score", "logits"], False), (_ReturnsStates, ["outputs"], True)],
+    ids=["keras-output-names", "output-and-states"],
+)
+def test_a_list_result_is_named_heads_or_output_and_states(make, names, returns_states):
+    signatures = ModelSignatures(make(), SPEC)
+    assert signatures.output_names == names and signatures.returns_states == returns_states
+    serving = signatures.serving_default(TraceOptions(jit_compile=False)).get_concrete_function()
+    expected = names + (["state_0", "state_1"] if returns_states else [])
+    assert sorted(serving.structured_outputs) == sorted(expected)
+
+
 def test_a_list_of_unnamed_specs_is_numbered():
     inputs = ModelInputs.of(None, [tf.TensorSpec([None, None, F]), tf.TensorSpec([None, 2])])
     assert inputs.names == ["input_0", "input_1"] and inputs.structure == [0, 1]

@@ -157,7 +157,8 @@ def test_the_cell_clip_is_detected_and_avoided_or_refused():
     assert_close(invoke(unfused, beyond, None), rnn(beyond), 1e-4, "beyond the clip, unfused")
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "simple"])
+# The fused LSTM op and the builtin WHILE loop (GRU); SimpleRNN takes GRU's path, for time.
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_quantized_models_are_smaller_and_close(kind):
     # Big enough that the weights, not the graph, make most of the file.
     cell = {"lstm": tfrnn.LSTMCell, "gru": tfrnn.GRUCell, "simple": tfrnn.SimpleRNNCell}[kind](96, seed=9)
