@@ -18,7 +18,9 @@ or `input_<i>`.
 Time axis. An input has a time axis (`[batch, timesteps, ...]`) when it feeds an RNN: its
 values reach some `tfrnn.RNN` call's inputs or mask in the traced model (`feeding`), and
 it has at least two axes. The others are side inputs (per-example features, lengths) that
-a `step` takes whole. A model with a single input always streams that input.
+a `step` takes whole. A model with a single input always streams that input; where the
+trace finds no input feeding an RNN (an RNN called inside a nested `tf.function` of the
+model's own), every input of rank >= 2 is taken to have a time axis.
 """
 
 from __future__ import annotations
