@@ -290,7 +290,6 @@ def _export(path, signatures, snapshot, expected, samples, step: bool, options, 
             _write_warmup(staging, functions.serving, signatures, samples, model_name)
         log(f"checking the export of {type(signatures.model).__name__} ({', '.join(sorted(metadata['signatures']))})")
         errors = _check(staging, signatures, expected, samples, step, log)
-        snapshot.restore()
         _move_into_place(staging, path)
     log(f"wrote {path}")
     return ExportResult(path, list(functions.serving.as_dict()), errors, metadata)
@@ -350,7 +349,8 @@ def given_samples(signatures: ModelSignatures, inputs: Any, mask: Any = None) ->
             where = "" if len(names) == 1 else f"[{model_input.name!r}]"
             raise ValueError(f"sample_inputs{where} must have shape {expected.as_list()} (None: any), got {list(value.shape)}")
         samples[model_input.name] = value
-    times = {v.shape[1] for k, v in samples.items() if time_axes(signatures)[k]}
+    has_time_axis = time_axes(signatures)
+    times = {v.shape[1] for k, v in samples.items() if has_time_axis[k]}
     if len(times) > 1:
         raise ValueError(f"sample_inputs: the inputs with a time axis must have the same number of timesteps, got {sorted(times)}")
     if signatures.mask:

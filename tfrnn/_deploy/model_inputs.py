@@ -79,8 +79,8 @@ class ModelInputs:
         signature = _input_signature(model)
         if signature is not None:
             return cls._from_signature(model, signature)
-        shape = getattr(model, "input_shape", None) if _is_core_layer(model) else None
         if _is_core_layer(model):
+            shape = model.input_shape
             if shape is None:
                 raise ValueError(
                     f"the {type(model).__name__} is not built, so its feature size is unknown; call it once, "
