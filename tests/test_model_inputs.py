@@ -371,3 +371,11 @@ def test_the_run_tool_streams_side_inputs_whole_and_names_one_given_with_a_time_
     np.testing.assert_allclose(np.load(tmp_path / "good.out.npz")["outputs"][:, -1], expected["outputs"], atol=1e-5)
     assert bad == 2
     assert "error: input 'context' is a side input: step takes it whole, [None, 4], but it has shape [2, 5, 4]; only ['sequence'] have a time axis" in bad_err
+
+
+def test_generated_samples_follow_the_model_shapes_and_take_a_rank_1_integer_side_input_as_lengths():
+    signatures = ModelSignatures(_TokensAndLengths(), {"ids": tf.TensorSpec([None, 6], tf.int32), "lengths": TOKEN_SPEC["lengths"]})
+    samples = tfrnn.export.sample_inputs_for(signatures, batch=50)
+    assert samples["ids"].shape == (50, 6) and set(np.unique(samples["ids"])) <= {0, 1}
+    assert samples["lengths"].dtype == np.int32 and samples["lengths"].min() >= 1 and samples["lengths"].max() <= 6
+    assert len(set(samples["lengths"])) > 1  # lengths of their own, not one value for every row
