@@ -30,7 +30,7 @@ CORE_RANKS = {
         "_core/distribute", "_core/arguments", "_core/variables", "_core/time_axis", "bucketing"],
     1: ["cell", "_core/builtin_cell", "simple_rnn_cell", "lstm_cell", "gru_cell",
         "_core/cell_adapter", "stacked_cells", "conv_lstm_cell", "trainable_initial_state"],
-    2: ["loop", "_core/fast_loop", "_core/recompute"],
+    2: ["loop", "_core/fast_loop", "_core/native_kernels", "_core/recompute"],
     3: ["_core/trace_context", "_core/plan", "_core/paths", "_core/functions", "_core/stateful",
         "rnn"],
     4: ["bidirectional"],

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfrnn
-from tfrnn._core import paths, trace_context
+from tfrnn._core import native_kernels, paths, trace_context
 from tfrnn._core.cell_adapter import CellAdapter
 from tfrnn._core.plan import make_plan
 from tfrnn._deploy import composite_lstm
@@ -28,13 +28,15 @@ def _cell(kind, units=2):
         return tfrnn.GRUCell(units, reset_after=False, seed=1)
     if kind == "recurrent_dropout":
         return tfrnn.LSTMCell(units, recurrent_dropout=0.5, seed=1)
+    if kind == "lstm_bf16":
+        return tfrnn.LSTMCell(units, compute_dtype=tf.bfloat16, seed=1)
     if kind == "stacked":
         return tfrnn.StackedRNNCells([tfrnn.LSTMCell(units, seed=1), tfrnn.GRUCell(units, seed=2)])
     raise ValueError(kind)
 
 
-def _route(kind, context, batch=2, training=False, graph=False, tape=False, time=4, **options):
-    adapter = CellAdapter(_cell(kind))
+def _route(kind, context, batch=2, training=False, graph=False, tape=False, time=4, units=2, jit=False, **options):
+    adapter = CellAdapter(_cell(kind, units))
     adapter.build(tf.TensorShape([batch, 3]))
     rnn = tfrnn.RNN(adapter.cell)
     routes = []
@@ -48,7 +50,7 @@ def _route(kind, context, batch=2, training=False, graph=False, tape=False, time
     spec = tf.TensorSpec([batch, time, 3])
     with tf.GradientTape() if tape else contextlib.nullcontext():
         if graph:
-            tf.function(choose).get_concrete_function(spec)
+            tf.function(choose, jit_compile=jit).get_concrete_function(spec)
         else:
             choose(tf.zeros([batch or 1, time or 4, 3]))
     return routes[0]
@@ -89,6 +91,34 @@ CHOOSE_CASES = [
 @pytest.mark.parametrize("kind, context, call, expected", CHOOSE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CHOOSE_CASES)])
 def test_choose_picks_the_route_the_table_gives(kind, context, call, expected):
     assert _route(kind, trace_context.TraceContext(**context), **call) == expected
+
+
+NATIVE_CASES = [
+    # A bfloat16 LSTM of 128 units (128 x 512 MACs per row) on CPUs with bfloat16 instructions:
+    # native from 2**20 MACs per step with a gradient, from 2**24 without.
+    ("lstm_bf16", {}, {"batch": 32, "tape": True}, paths.Route(Path.FAST, False)),
+    ("lstm_bf16", {}, {"batch": 32, "training": True, "graph": True}, paths.Route(Path.FAST, False)),
+    ("lstm_bf16", {}, {"batch": None, "graph": True, "tape": True}, paths.Route(Path.FAST, False)),
+    ("lstm_bf16", {}, {"batch": 32}, paths.Route(Path.FAST, True)),
+    ("lstm_bf16", {}, {"batch": 256}, paths.Route(Path.FAST, False)),
+    ("lstm_bf16", {}, {"batch": 8, "tape": True}, paths.Route(Path.FAST, True)),
+    ("lstm", {}, {"batch": 256, "tape": True}, paths.Route(Path.FAST, True)),
+    ("lstm_bf16", {}, {"batch": 32, "tape": True, "jit_compile": False}, paths.Route(Path.FAST, False)),
+    # The caller's jit function, and an XLA variant export asks for, stay in XLA.
+    ("lstm_bf16", {}, {"batch": 32, "tape": True, "graph": True, "jit": True}, paths.Route(Path.FAST, True)),
+    ("lstm_bf16", {"jit_compile": True}, {"batch": 32, "tape": True}, paths.Route(Path.FAST, True)),
+    ("lstm_bf16", {"builtin_only": True}, {"batch": 32, "tape": True}, paths.Route(Path.DENSE, False)),
+]
+
+
+@pytest.mark.parametrize("kind, context, call, expected", NATIVE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(NATIVE_CASES)])
+def test_bfloat16_leaves_xla_where_the_native_kernels_win(monkeypatch, kind, context, call, expected):
+    monkeypatch.setattr(native_kernels, "cpus_with_bfloat16", lambda: True)
+    assert _route(kind, trace_context.TraceContext(**context), units=128, **call) == expected
+    monkeypatch.setattr(native_kernels, "cpus_with_bfloat16", lambda: False)
+    assert _route(kind, trace_context.TraceContext(**context), units=128, **call).jit_compile is (
+        expected.path is not Path.DENSE and call.get("jit_compile", True)
+    )
 
 
 class _Everything:

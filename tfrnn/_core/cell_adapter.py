@@ -17,6 +17,7 @@ adapter module imports `tf_keras`.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, Optional
 
 import tensorflow as tf
@@ -347,6 +348,11 @@ class CellAdapter:
         if training not in self._has_fast_loop:
             self._has_fast_loop[training] = self.fast_loop_spec(training) is not None
         return self._has_fast_loop[training]
+
+    def recurrent_macs(self) -> int:
+        """Multiply-adds of one batch row's recurrent matmul per step (built-in cells; else 0)."""
+        kernel = getattr(self.cell, "recurrent_kernel", None) if self.is_tfrnn else None
+        return 0 if kernel is None else math.prod(int(d) for d in kernel.shape)
 
     def project_inputs(self, inputs: tf.Tensor, sequence_dropout: Any = None) -> tf.Tensor:
         """The input projection of a built-in cell over a whole `[batch, time, features]`."""

@@ -10,7 +10,9 @@
 |              | for a static single step or `unroll=True`              |                                                |
 | `UNROLLED`   | the generic loop unrolled over a static time axis      | `unroll=True`                                  |
 | `FAST`       | `_core.fast_loop`: built-in cells, hand-written        | a built-in cell with a `FastLoopSpec`, no      |
-|              | backward pass, weight gradients batched over time      | recurrent dropout                              |
+|              | backward pass, weight gradients batched over time;     | recurrent dropout; without XLA where           |
+|              | XLA-compiled unless `_core.native_kernels` says the    | `native_kernels.native_wins` (bfloat16 on a    |
+|              | native kernels win                                     | CPU, large steps)                              |
 | `RECOMPUTE`  | the generic `tf.while_loop` under a recompute gradient | XLA (the loop's TensorLists must not cross the |
 |              | (`_core.recompute`)                                    | XLA/TF boundary)                               |
 | `WHILE`      | the generic `tf.while_loop`, TensorFlow's own gradient | no XLA; or a call traced with an unknown batch |
@@ -40,7 +42,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import tensorflow as tf
 
 from tfrnn import loop as loop_lib
-from tfrnn._core import fast_loop
+from tfrnn._core import fast_loop, native_kernels
 from tfrnn._core.plan import CallPlan
 from tfrnn._core.recompute import recompute_gradient
 from tfrnn._core.trace_context import RNNCall, TraceContext
@@ -94,6 +96,11 @@ def choose(
     if options.unroll:
         return Route(Path.UNROLLED, jit_compile)
     if adapter.has_fast_loop(plan.training):
+        # An XLA variant the context asks for (export's) stays one, measured faster or not.
+        if jit_compile and context.jit_compile is None and native_kernels.native_wins(
+            plan.dtype, plan.batch, adapter.recurrent_macs(), _may_be_differentiated(plan)
+        ):
+            return Route(Path.FAST, False)
         return Route(Path.FAST, jit_compile)
     if jit_compile and not _unknown_shape_gradient(plan):
         return Route(Path.RECOMPUTE, True)
@@ -106,6 +113,11 @@ def _unknown_shape_gradient(plan: CallPlan) -> bool:
         return False  # eager shapes are known
     if plan.batch is not None and plan.timesteps is not None:
         return False
+    return _may_be_differentiated(plan)
+
+
+def _may_be_differentiated(plan: CallPlan) -> bool:
+    """Whether a gradient may be taken of the call being traced (or run eagerly)."""
     if plan.training:
         return True  # Keras' fit; and a gradient may follow a training call
     try:
