@@ -68,6 +68,10 @@ def test_the_limit_is_the_best_float32_rate_of_native_and_xla(smoke):
 def test_markdown_and_chart_are_written(smoke):
     _, text, chart = smoke
     assert "The limit: matmul GFLOP/s" in text and "### LSTM training (2, 3, 4, 5)" in text and "bf16 |" in text
+    # Each bfloat16 row gives its float32 twin's time over its own; float32 rows a dash.
+    bf16_rows = [line for line in text.splitlines() if line.startswith("| tfrnn tf.function bf16 |")]
+    assert bf16_rows and all(line.rstrip(" |").endswith("x") for line in bf16_rows)
+    assert [line for line in text.splitlines() if line.startswith("| tfrnn tf.function |")][0].endswith("| - |")
     try:
         import matplotlib  # noqa: F401  (the chart needs the benchmark extra)
     except ImportError:
@@ -89,3 +93,9 @@ def test_check_tolerates_bfloat16_rounding_relative_to_the_magnitude(tool):
     values["peer bf16"] = np.array([2.2, -1.0])
     with pytest.raises(AssertionError, match="peer bf16 disagrees"):
         tool._check(values, "tfrnn tf.function")
+
+
+def test_bf16_speedup_is_the_float32_twins_time_over_its_own(tool):
+    rows = {"tfrnn": {"median_ms": 3.0}, "tfrnn bf16": {"median_ms": 2.0}, "peer bf16": {"median_ms": 1.0}}
+    assert tool._bf16_speedup("tfrnn bf16", rows) == "1.50x"
+    assert tool._bf16_speedup("tfrnn", rows) == "-" and tool._bf16_speedup("peer bf16", rows) == "-"

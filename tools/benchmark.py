@@ -653,16 +653,23 @@ def _limits_markdown(limits: dict) -> list[str]:
 
 def _scenario_markdown(title: str, rows: dict) -> list[str]:
     lines = ["", f"### {title}", "",
-             "| peer | median ms | p10-p90 | vs Keras 3 (jit) | vs tf-keras | % of limit | first call s | max err |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| peer | median ms | p10-p90 | vs Keras 3 (jit) | vs tf-keras | % of limit | first call s | max err "
+             "| bf16 vs its float32 |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, row in rows.items():
         lines.append(
             f"| {name} | {row['median_ms']:.3f} | {row['p10_ms']:.3f}-{row['p90_ms']:.3f} | "
             f"{row['speedup_vs_keras3_jit']:.2f}x | {row['speedup_vs_tf_keras']:.2f}x | "
             f"{100 * row['fraction_of_limit']:.0f}% | {row['first_call_s']:.2f} | "
-            f"{row['max_abs_error_vs_tfrnn']:.1e} |"
+            f"{row['max_abs_error_vs_tfrnn']:.1e} | {_bf16_speedup(name, rows)} |"
         )
     return lines
+
+
+def _bf16_speedup(name: str, rows: dict) -> str:
+    """A bfloat16 row's float32 twin's time over its own (> 1: bfloat16 is faster)."""
+    twin = rows.get(name[: -len(" bf16")]) if name.endswith(" bf16") else None
+    return "-" if twin is None else f"{twin['median_ms'] / rows[name]['median_ms']:.2f}x"
 
 
 def _other_markdown(kind: str, sections: dict) -> list[str]:
