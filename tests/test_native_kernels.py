@@ -34,14 +34,24 @@ WINS = [
 
 @pytest.mark.parametrize("dtype, batch, macs, differentiated, expected", WINS)
 def test_native_wins_from_the_thresholds(bf16_cpu, dtype, batch, macs, differentiated, expected):
-    assert native_kernels.native_wins(dtype, batch, macs, differentiated) is expected
+    assert native_kernels.native_wins(dtype, batch, lambda: macs, lambda: differentiated) is expected
 
 
 def test_native_never_wins_without_bfloat16_cpus_or_inside_xla(monkeypatch, bf16_cpu):
-    inside = tf.function(lambda: tf.constant(native_kernels.native_wins(BF16, 128, 2**24, True)), jit_compile=True)
-    assert not bool(inside())
+    def wins():
+        return native_kernels.native_wins(BF16, 128, lambda: 2**24, lambda: True)
+
+    assert wins()
+    assert not bool(tf.function(lambda: tf.constant(wins()), jit_compile=True)())
     monkeypatch.setattr(native_kernels, "cpus_with_bfloat16", lambda: False)
-    assert not native_kernels.native_wins(BF16, 128, 2**24, True)
+    assert not wins()
+
+
+def test_a_float32_call_asks_nothing():
+    def unasked():
+        raise AssertionError("asked for a float32 call")
+
+    assert not native_kernels.native_wins(tf.float32, 128, unasked, unasked)
 
 
 @pytest.mark.parametrize(

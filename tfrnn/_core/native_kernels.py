@@ -20,7 +20,7 @@ native kernels".
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import Callable, Optional
 
 import tensorflow as tf
 
@@ -37,21 +37,28 @@ _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def native_wins(
-    dtype: tf.DType, batch: Optional[int], recurrent_macs: int, differentiated: bool
+    dtype: tf.DType,
+    batch: Optional[int],
+    recurrent_macs: Callable[[], int],
+    differentiated: Callable[[], bool],
 ) -> bool:
     """Whether a fast-loop call runs faster on the native kernels than under XLA.
 
     Args:
       dtype: the call's compute dtype.
       batch: its static batch size, `None` if unknown while tracing.
-      recurrent_macs: multiply-adds of one batch row's recurrent matmuls per step.
-      differentiated: whether a gradient may be taken of it.
+      recurrent_macs: returns the multiply-adds of one batch row's recurrent matmuls per step.
+      differentiated: returns whether a gradient may be taken of the call.
+        Both are asked only for a bfloat16 call, so a float32 call pays nothing for the rule.
     """
-    if dtype != tf.bfloat16 or recurrent_macs <= 0 or in_xla_context():
+    if dtype != tf.bfloat16 or in_xla_context():
+        return False
+    macs = recurrent_macs()
+    if macs <= 0:
         return False
     rows = ASSUMED_BATCH if batch is None else batch
-    threshold = TRAINING_MACS if differentiated else INFERENCE_MACS
-    return rows * recurrent_macs >= threshold and cpus_with_bfloat16()
+    threshold = TRAINING_MACS if differentiated() else INFERENCE_MACS
+    return rows * macs >= threshold and cpus_with_bfloat16()
 
 
 @functools.lru_cache(maxsize=None)

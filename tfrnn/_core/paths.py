@@ -98,7 +98,7 @@ def choose(
     if adapter.has_fast_loop(plan.training):
         # An XLA variant the context asks for (export's) stays one, measured faster or not.
         if jit_compile and context.jit_compile is None and native_kernels.native_wins(
-            plan.dtype, plan.batch, adapter.recurrent_macs(), _may_be_differentiated(plan)
+            plan.dtype, plan.batch, adapter.recurrent_macs, lambda: _may_be_differentiated(plan)
         ):
             return Route(Path.FAST, False)
         return Route(Path.FAST, jit_compile)
