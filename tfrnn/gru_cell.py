@@ -16,7 +16,7 @@ from tfrnn._core.builtin_cell import (
     Projection,
     fast_activation,
     gated_recurrent_matmul,
-    output_derivative,
+    output_vjp,
 )
 
 
@@ -120,9 +120,9 @@ class GRUCell(BuiltinCell):
             Projection(((INPUTS, self.read(self.kernel)),), input_bias),
             Projection(((STATE, self.read(self.recurrent_kernel)),), recurrent_bias),
         )
-        d_act = output_derivative(self.activation_name)
-        d_rec = output_derivative(self.recurrent_activation_name)
-        if d_act is None or d_rec is None:
+        act_vjp = output_vjp(self.activation_name)
+        rec_vjp = output_vjp(self.recurrent_activation_name)
+        if act_vjp is None or rec_vjp is None:
             return FastLoopSpec(projections, elementwise, output_state=0)
 
         # Unlike the LSTM, the GRU keeps its pre-activations, not its activated gates: the
@@ -136,9 +136,9 @@ class GRUCell(BuiltinCell):
             z = recurrent_activation(x_z + r_z)
             r = recurrent_activation(x_r + r_r)
             candidate = self.activation(x_h + r * r_h)
-            d_pre_z = d_h * (h - candidate) * d_rec(z)
-            d_pre_candidate = d_h * (1.0 - z) * d_act(candidate)
-            d_pre_r = d_pre_candidate * r_h * d_rec(r)
+            d_pre_z = rec_vjp(z, d_h * (h - candidate))
+            d_pre_candidate = act_vjp(candidate, d_h - d_h * z)
+            d_pre_r = rec_vjp(r, d_pre_candidate * r_h)
             d_inputs = tf.concat([d_pre_z, d_pre_r, d_pre_candidate], -1)
             d_recurrent = tf.concat([d_pre_z, d_pre_r, d_pre_candidate * r], -1)
             return [d_inputs, d_recurrent], [d_h * z]

@@ -17,7 +17,7 @@ from tfrnn._core.builtin_cell import (
     Projection,
     fast_activation,
     gated_recurrent_matmul,
-    output_derivative,
+    output_vjp,
 )
 
 
@@ -53,22 +53,20 @@ def lstm_gates(
     return o * activation(c), c
 
 
-def lstm_activations(
+def lstm_gates_saving(
     z: tf.Tensor,
+    c: tf.Tensor,
     activation: Callable[[tf.Tensor], tf.Tensor],
     recurrent_activation: Callable[[tf.Tensor], tf.Tensor],
-) -> tf.Tensor:
-    """The activated gates `[i, f, g, o]` `[batch, 4 * units]` from pre-activations `z`."""
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """`lstm_gates`, and the activated gates `[i, f, g, o]` `[batch, 4 * units]` it used."""
     z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
-    return tf.concat(
-        [
-            recurrent_activation(z_i),
-            recurrent_activation(z_f),
-            activation(z_c),
-            recurrent_activation(z_o),
-        ],
-        -1,
-    )
+    i = recurrent_activation(z_i)
+    f = recurrent_activation(z_f)
+    g = activation(z_c)
+    o = recurrent_activation(z_o)
+    c = f * c + i * g
+    return o * activation(c), c, tf.concat([i, f, g, o], -1)
 
 
 def forget_bias_initial_value(initializer, units: int, dtype, rng) -> tf.Tensor:
@@ -83,18 +81,18 @@ def forget_bias_initial_value(initializer, units: int, dtype, rng) -> tf.Tensor:
     )
 
 
-def lstm_gates_vjp(gates, c_prev, d_h, d_c, activation, d_act, d_rec):
-    """The VJP of `lstm_gates` from the activated gates `[i, f, g, o]` (`lstm_activations`).
+def lstm_gates_vjp(gates, c_prev, d_h, d_c, activation, act_vjp, rec_vjp):
+    """The VJP of `lstm_gates` from the activated gates `[i, f, g, o]` (`lstm_gates_saving`).
 
     Returns `(d_z, d_c_prev)` from the gradients of the new h and c; only `activation(c)` is
-    recomputed. `d_act`/`d_rec` are the activations' derivatives as functions of their
-    outputs (`builtin_cell.output_derivative`).
+    recomputed. `act_vjp`/`rec_vjp` are the activations' VJPs as functions of their outputs
+    (`builtin_cell.output_vjp`).
     """
     i, f, g, o = tf.split(gates, 4, axis=-1)
     activated_c = activation(f * c_prev + i * g)
-    d_c = d_c + d_h * o * d_act(activated_c)
+    d_c = d_c + act_vjp(activated_c, d_h * o)
     d_z = tf.concat(
-        [d_c * g * d_rec(i), d_c * c_prev * d_rec(f), d_c * i * d_act(g), d_h * activated_c * d_rec(o)],
+        [rec_vjp(i, d_c * g), rec_vjp(f, d_c * c_prev), act_vjp(g, d_c * i), rec_vjp(o, d_h * activated_c)],
         -1,
     )
     return d_z, d_c * f
@@ -220,25 +218,26 @@ class LSTMCell(BuiltinCell):
 
         terms = ((INPUTS, self.read(self.kernel)), (STATE, self.read(self.recurrent_kernel)))
         projections = (Projection(terms, self.read(self.bias)),)
-        d_act = output_derivative(self.activation_name)
-        d_rec = output_derivative(self.recurrent_activation_name)
-        if d_act is None or d_rec is None:
+        act_vjp = output_vjp(self.activation_name)
+        rec_vjp = output_vjp(self.recurrent_activation_name)
+        if act_vjp is None or rec_vjp is None:
             return FastLoopSpec(projections, elementwise, output_state=0)
 
-        def saved(pres, states):
-            return lstm_activations(pres[0], self.activation, recurrent_activation)
+        def elementwise_saving(pres, states):
+            h, c, gates = lstm_gates_saving(pres[0], states[1], self.activation, recurrent_activation)
+            return h, [h, c], gates
 
         def saved_vjp(gates, states, d_output, d_new_states):
             d_h = d_new_states[0] if d_output is None else d_output + d_new_states[0]
             d_z, d_c_prev = lstm_gates_vjp(
-                gates, states[1], d_h, d_new_states[1], self.activation, d_act, d_rec
+                gates, states[1], d_h, d_new_states[1], self.activation, act_vjp, rec_vjp
             )
             return [d_z], [None, d_c_prev]
 
         return FastLoopSpec(
             projections,
             elementwise,
-            saved=saved,
+            elementwise_saving=elementwise_saving,
             saved_width=4 * self.units,
             saved_vjp=saved_vjp,
             output_state=0,

@@ -15,7 +15,7 @@ from tfrnn._core.builtin_cell import (
     FastLoopSpec,
     Projection,
     gated_recurrent_matmul,
-    output_derivative,
+    output_vjp,
 )
 
 
@@ -62,21 +62,22 @@ class SimpleRNNCell(BuiltinCell):
 
         terms = ((INPUTS, self.read(self.kernel)), (STATE, self.read(self.recurrent_kernel)))
         projections = (Projection(terms, self.read(self.bias)),)
-        d_act = output_derivative(self.activation_name)
-        if d_act is None:
+        act_vjp = output_vjp(self.activation_name)
+        if act_vjp is None:
             return FastLoopSpec(projections, elementwise, output_state=0)
 
-        def saved(pres, states):
-            return self.activation(pres[0])
+        def elementwise_saving(pres, states):
+            h = self.activation(pres[0])
+            return h, [h], h
 
         def saved_vjp(h, states, d_output, d_new_states):
             d_h = d_new_states[0] if d_output is None else d_output + d_new_states[0]
-            return [d_h * d_act(h)], [None]
+            return [act_vjp(h, d_h)], [None]
 
         return FastLoopSpec(
             projections,
             elementwise,
-            saved=saved,
+            elementwise_saving=elementwise_saving,
             saved_width=self.units,
             saved_vjp=saved_vjp,
             output_state=0,

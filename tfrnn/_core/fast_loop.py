@@ -123,7 +123,7 @@ class Saved(NamedTuple):
     mask: Optional[tf.Tensor]
     """`[time, batch]` bool in processing order, or `None`."""
     saves: list[list[tf.Tensor]]
-    """Per chain: `FastLoop.save`'s tensors of every step, each `[time, rows, width]`."""
+    """Per chain: the `saves` of `FastLoop.step` at every step, each `[time, rows, width]`."""
     prev_states: list[list[tf.Tensor]]
     """Per chain: the states before every step, each `[time, rows, ...]`."""
     final_states: list[tf.Tensor]
@@ -217,13 +217,16 @@ class FastLoop:
         results = run(inputs, *initial_states, *flat_weights)
         return results[0], list(results[1:])
 
-    # -- what a step keeps, and its VJP from that ----------------------------------------------
+    # -- a step's elementwise part, what it keeps, and its VJP from that ------------------------
 
-    def save(self, pres: list, prev_states: list) -> list:
-        """What a step keeps besides its previous states: the saved activations, or `pres`."""
+    def step(self, pres: list, prev_states: list) -> tuple[tf.Tensor, list, list]:
+        """A step's elementwise part: `(output, new_states, saves)`, where `saves` is what the
+        step keeps besides its previous states: the saved activations, or `pres`."""
         if self.spec.saved_vjp is not None:
-            return [self.spec.saved(pres, prev_states)]
-        return pres
+            output, new_states, saved = self.spec.elementwise_saving(pres, prev_states)
+            return output, new_states, [saved]
+        output, new_states = self.spec.elementwise(pres, prev_states)
+        return output, new_states, pres
 
     def saved_widths(self, weights: list[Weights]) -> list[int]:
         if self.spec.saved_vjp is not None:
@@ -303,7 +306,7 @@ class FastLoop:
     def _forward_step(self, t, mask_t, x_t, carry: _ForwardCarry, weights, zero_output):
         prev_states = list(carry.states)
         pres = [w.project(x_t, prev_states[0]) for w in weights]
-        output, new_states = self.spec.elementwise(pres, prev_states)
+        output, new_states, saves = self.step(pres, prev_states)
         new_states = [where_unmasked(mask_t, n, o) for n, o in zip(new_states, prev_states)]
         carried = carry.output
         if self.carry_output:
@@ -314,7 +317,6 @@ class FastLoop:
             if self.zero_output_for_mask:
                 sequence_output = where_unmasked(mask_t, output, zero_output)
             sequence = sequence.write(t, sequence_output)
-        saves = self.save(pres, prev_states)
         return _ForwardCarry(
             output=carried,
             sequence=sequence,
