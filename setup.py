@@ -22,7 +22,7 @@ setuptools.setup(
         "tensorflow-serving-api==2.21.0",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "pytest-xdist==3.8.0"],
         # Benchmarks only: PyTorch as a peer to compare against, never a dependency.
         "benchmark": ["torch==2.13.0", "matplotlib"],
     },

@@ -5,13 +5,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 CALLERS = ("eager", "function", "jit")
 
 
 def call_in(caller, fn, *args):
     """Runs `fn(*args)` eagerly, inside a plain `tf.function`, or inside a jit_compile one."""
+    import tensorflow as tf  # here, not above: the xdist controller loads this file but runs no test
+
     if caller == "eager":
         return fn(*args)
     return tf.function(fn, jit_compile=(caller == "jit"), autograph=False)(*args)

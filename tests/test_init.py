@@ -11,12 +11,15 @@ import tfrnn
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
-WHAT_IMPORT_TFRNN_ADDS = """
+IMPORTED = "--- import tfrnn done"
+
+WHAT_IMPORT_TFRNN_ADDS = f"IMPORTED = {IMPORTED!r}\n" + """
 import json, sys
 import tensorflow  # imports Keras 3 itself (tf.keras is Keras 3 in TF 2.21)
 before = set(sys.modules)
 import tfrnn
 added = sorted(set(sys.modules) - before)
+print(IMPORTED, file=sys.stderr, flush=True)  # -X importtime lines above this are import tfrnn's
 report = {"added": added}
 import keras  # already loaded by TensorFlow, so tfrnn.keras came with import tfrnn
 report["keras_registered"] = keras.saving.get_registered_object("tfrnn>LSTM").__module__
@@ -28,10 +31,17 @@ print(json.dumps(report))
 """
 
 
-def test_import_tfrnn_loads_no_tf_keras_litert_export_or_tflite_code_and_no_new_keras_module():
-    result = subprocess.run([sys.executable, "-c", WHAT_IMPORT_TFRNN_ADDS], capture_output=True, text=True, env=ENV, timeout=300)
+@pytest.fixture(scope="module")
+def fresh_import():
+    """One child process for both import tests (a fresh Python with TensorFlow costs seconds)."""
+    command = [sys.executable, "-X", "importtime", "-c", WHAT_IMPORT_TFRNN_ADDS]
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_import_tfrnn_loads_no_tf_keras_litert_export_or_tflite_code_and_no_new_keras_module(fresh_import):
+    report = json.loads(fresh_import.stdout.strip().splitlines()[-1])
     # Keras 3 is TensorFlow's: the Keras 3 adapter registers its layers at import tfrnn, and
     # loads no Keras module TensorFlow had not loaded already.
     heavy = ("tf_keras", "keras", "ai_edge_litert", "tfrnn.export", "tfrnn.tflite", "tfrnn._deploy", "tfrnn.tf_keras")
@@ -43,10 +53,11 @@ def test_import_tfrnn_loads_no_tf_keras_litert_export_or_tflite_code_and_no_new_
     assert report["registered"] == "tfrnn.tf_keras.layers"
 
 
-def test_importtime_shows_no_tf_keras_or_litert():
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", "import tfrnn"], capture_output=True, text=True, env=ENV, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    modules = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+def test_importtime_shows_no_tf_keras_or_litert(fresh_import):
+    lines = fresh_import.stderr.splitlines()
+    assert IMPORTED in lines, fresh_import.stderr[-3000:]
+    lines = lines[: lines.index(IMPORTED)]  # what the child imports later (tf_keras) is not tfrnn's
+    modules = [line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import time:")]
     assert any(m.startswith("tfrnn") for m in modules)
     assert not [m for m in modules if m.split(".")[0] in ("tf_keras", "ai_edge_litert")]
 

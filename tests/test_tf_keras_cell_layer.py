@@ -93,7 +93,7 @@ def test_a_step_and_the_initial_state_of_the_cell_match_tf_keras(name):
         assert_close(a, b, 1e-5, name)
 
 
-def test_cells_of_other_kinds_get_a_view_with_their_attribute_names():
+def test_cells_of_other_kinds_get_a_view_with_their_attribute_names(tmp_path):
     """A user's tfrnn cell (and a Keras 3 cell) show their variables as they name them."""
     import keras
 
@@ -113,7 +113,7 @@ def test_cells_of_other_kinds_get_a_view_with_their_attribute_names():
     layer(random_array(4, 2, 5, FEATURES))
     assert type(layer.cell) is cell_layer.CellLayer and layer.cell.w_in is layer.weights[0]
     checkpoint = tf.train.Checkpoint(layer=layer)
-    keys = [k for k, _ in tf.train.list_variables(checkpoint.write("/tmp/tfrnn_cell_layer_test/ckpt"))]
+    keys = [k for k, _ in tf.train.list_variables(checkpoint.write(str(tmp_path / "ckpt")))]
     assert "layer/cell/w_in/.ATTRIBUTES/VARIABLE_VALUE" in keys
     keras3 = tfrnn.tf_keras.RNN(keras.layers.GRUCell(UNITS))
     keras3(random_array(5, 2, 5, FEATURES))

@@ -161,25 +161,37 @@ def test_a_keras_model_file_exports_and_saved_model_cli_reads_it(tmp_path, flavo
     assert_close(np.load(tmp_path / "out" / "outputs.npy"), model(data), 1e-5, "saved_model_cli run")
 
 
-def test_bad_input_gets_one_line_and_exit_code_2(exported, tmp_path):
+def run_tool_in_process(name, args, capfd):
+    """`(code, stdout, stderr)` of the tool's `main(argv)` here: the exit status `__main__` exits
+    with, without a fresh Python (and TensorFlow) per bad input."""
+    code = importlib.import_module(f"tfrnn_tools.{name}").main([str(a) for a in args])
+    return (code, *capfd.readouterr())
+
+
+def test_bad_input_gets_one_line_and_exit_code_2(exported, tmp_path, capfd):
     work, _, _ = exported
     export_dir = work / "export" / "1"
     np.savez(tmp_path / "wrong.npz", inputs=np.zeros([2, 5, 7], np.float32))
     np.savez(tmp_path / "misnamed.npz", x=np.zeros([2, 5, 2], np.float32))
     (tmp_path / "exists.tflite").write_bytes(b"keep")
-    cases = [
+    # run_saved_model blocks `import tfrnn` in its process, so it runs as its own process (which
+    # also checks a real exit status and stderr); the others run their main() here.
+    in_process = [
         (("export_savedmodel", ["--factory", "my_models:build", "--out", export_dir]), "already exists; pass --overwrite"),
         (("export_savedmodel", ["--model", tmp_path / "missing.keras", "--out", tmp_path / "e"]), "does not exist"),
-        (("run_saved_model", [tmp_path / "nothing"]), "is not a SavedModel directory"),
-        (("run_saved_model", [export_dir, "--signature", "predict"]), "unknown signature 'predict'"),
-        (("run_saved_model", [export_dir, "--inputs", tmp_path / "wrong.npz"]), "must have shape [None, None, 2]"),
-        (("run_saved_model", [export_dir, "--inputs", tmp_path / "misnamed.npz"]), "takes inputs ['inputs'], got ['x']"),
         (("convert_tflite", [tmp_path, tmp_path / "m.tflite"]), "is not a SavedModel directory"),
         (("convert_tflite", [export_dir, tmp_path / "exists.tflite"]), "already exists; pass overwrite=True"),
         (("regenerate_golden", ["--only", "lstm"]), "change only deliberately: pass --overwrite"),
     ]
-    results = run_tools_in_parallel([command for command, _ in cases])
-    for (command, message), (code, stdout, stderr) in zip(cases, results):
+    in_processes = [
+        (("run_saved_model", [tmp_path / "nothing"]), "is not a SavedModel directory"),
+        (("run_saved_model", [export_dir, "--signature", "predict"]), "unknown signature 'predict'"),
+        (("run_saved_model", [export_dir, "--inputs", tmp_path / "wrong.npz"]), "must have shape [None, None, 2]"),
+        (("run_saved_model", [export_dir, "--inputs", tmp_path / "misnamed.npz"]), "takes inputs ['inputs'], got ['x']"),
+    ]
+    results = run_tools_in_parallel([command for command, _ in in_processes])
+    results += [run_tool_in_process(*command, capfd) for command, _ in in_process]
+    for (command, message), (code, stdout, stderr) in zip(in_processes + in_process, results, strict=True):
         lines = stderr.strip().splitlines()
         assert code == 2, (command, stdout, stderr)
         assert lines and lines[-1].startswith("error: ") and message in lines[-1], (command, stderr)
