@@ -1,5 +1,6 @@
 """functions: one traced function per route and state use, and the eager concrete-function cache."""
 
+import pytest
 import tensorflow as tf
 
 from tfrnn._core.functions import FunctionsByRoute, TracedFunction
@@ -48,3 +49,46 @@ def test_a_deep_copy_of_a_called_rnn_traces_its_own_functions():
     copied.cell.kernel.assign(tf.zeros_like(copied.cell.kernel))
     np.testing.assert_array_equal(rnn(inputs).numpy(), expected)
     assert not np.array_equal(copied(inputs).numpy(), expected)
+
+
+def _rnn_pair(cell):
+    """An XLA-compiled RNN and a twin with the same weights that runs without XLA."""
+    import tfrnn
+
+    def make(jit_compile):
+        if cell == "lstm":  # the fast loop
+            new_cell = tfrnn.LSTMCell(4, seed=3)
+        else:  # the generic loop under the recompute gradient
+            new_cell = tfrnn.LSTMCell(4, projection_units=3, seed=3)
+        return tfrnn.RNN(new_cell, return_sequences=True, jit_compile=jit_compile)
+
+    compiled, plain = make(True), make(False)
+    for rnn in (compiled, plain):
+        rnn.build([None, 5, 2])
+    plain.cell.set_weights(compiled.cell.get_weights())
+    return compiled, plain
+
+
+@pytest.mark.parametrize("cell", ["lstm", "projected_lstm"])
+def test_gradients_in_traces_and_eagerly_in_any_order(cell):
+    """A gradient taken in a plain `tf.function` used to break every later eager gradient of
+    the same RNN ("TensorList crossing the XLA/TF boundary"): the eager calls shared the
+    traced concrete function, whose outputs that gradient had extended."""
+    from conftest import assert_close, call_in, random_array
+
+    compiled, plain = _rnn_pair(cell)
+    inputs = tf.constant(random_array(0, 3, 5, 2))
+
+    def gradients(rnn):
+        def compute(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(rnn(x) ** 2)
+            return tape.gradient(loss, rnn.trainable_variables)
+
+        return compute
+
+    expected = [g.numpy() for g in gradients(plain)(inputs)]
+    for caller in ("function", "eager", "jit", "eager", "function"):
+        actual = call_in(caller, gradients(compiled), inputs)
+        for a, e, variable in zip(actual, expected, compiled.trainable_variables):
+            assert_close(a, e, 1e-5, f"{caller}: {variable.name}")

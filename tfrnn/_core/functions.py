@@ -20,14 +20,22 @@ class TracedFunction:
 
     Eager calls go straight to a cached concrete function: `tf.function`'s own argument
     matching costs more per call than a whole streaming step takes to run (figures in
-    docs/performance.md).
+    docs/performance.md). Those concrete functions come from a second `tf.function` of the
+    same computation, never from the one that calls in a trace use: a gradient taken in a
+    trace (a plain `tf.function` training step) appends the forward pass's saved tensors to
+    its concrete function's outputs, and an eager `GradientTape` over that concrete function
+    would then differentiate them too, through the XLA loop's TensorLists ("TensorList
+    crossing the XLA/TF boundary").
     """
 
     MAX_CACHED = 64
 
     def __init__(self, run: Callable, jit_compile: bool, reduce_retracing: bool):
-        self.run = tf.function(
-            run, jit_compile=jit_compile, autograph=False, reduce_retracing=reduce_retracing
+        self.run, self._eager_run = (
+            tf.function(
+                run, jit_compile=jit_compile, autograph=False, reduce_retracing=reduce_retracing
+            )
+            for _ in range(2)
         )
         self._concrete: dict = {}
 
@@ -55,7 +63,7 @@ class TracedFunction:
         if concrete is None:
             if len(self._concrete) >= self.MAX_CACHED:
                 self._concrete.clear()
-            concrete = self.run.get_concrete_function(
+            concrete = self._eager_run.get_concrete_function(
                 inputs, mask, initial_state, constants, training
             )
             self._concrete[key] = concrete
