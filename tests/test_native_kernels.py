@@ -55,6 +55,15 @@ def test_a_float32_call_asks_nothing():
 
 
 @pytest.mark.parametrize(
+    "batch, width, expected",
+    [(256, 512, True), (255, 512, False), (64, 2048, True), (64, 2047, False),
+     (None, 2**17 // native_kernels.ASSUMED_BATCH, True), (None, 2**17 // native_kernels.ASSUMED_BATCH - 1, False)],
+)
+def test_compiles_steps_from_the_pre_activations_per_step(batch, width, expected):
+    assert native_kernels.compiles_steps(batch, width) is expected
+
+
+@pytest.mark.parametrize(
     "flags, devices, expected",
     [(["fpu", "avx512_bf16"], ["CPU"], True), (["amx_bf16"], ["CPU"], True), (["fpu", "avx512f"], ["CPU"], False),
      (["avx512_bf16"], ["CPU", "GPU"], False), ([], ["CPU"], False)],
@@ -81,7 +90,9 @@ def test_cpu_flags_are_read_where_linux_reports_them():
 # -- a bfloat16 call on the native kernels computes what float32 does, within bfloat16 -------
 
 BATCH, TIME, FEATURES, UNITS = 32, 3, 4, 128  # 32 rows x 128 x 512 = 2**21 MACs: native for training
-NUMERIC = all_pairs({"cell": ("lstm", "gru"), "caller": CALLERS, "return_sequences": (False, True)})
+NUMERIC = all_pairs(
+    {"cell": ("lstm", "gru"), "caller": CALLERS, "return_sequences": (False, True), "compiled_steps": (False, True)}
+)
 
 
 def _rnn(kind, dtype, return_sequences, **options):
@@ -99,8 +110,11 @@ def _loss_and_gradients(rnn, x):
 
 @pytest.mark.parametrize("case", NUMERIC, ids=case_id)
 def test_bfloat16_training_on_the_native_kernels_matches_float32(bf16_cpu, monkeypatch, case):
-    """Outputs and gradients of the bfloat16 call (native from a plain function or eagerly, XLA
+    """Outputs and gradients of the bfloat16 call (native from a plain function or eagerly,
+    with each step's gate math compiled where the steps are large enough, here forced; XLA
     from the caller's jit function) against a float32 unrolled generic loop, same weights."""
+    if case["compiled_steps"]:
+        monkeypatch.setattr(native_kernels, "COMPILED_STEPS_SIZE", 1)
     routes = []
     choose = paths.choose
     monkeypatch.setattr(paths, "choose", lambda *a: routes.append(choose(*a)) or routes[-1])
@@ -113,8 +127,31 @@ def test_bfloat16_training_on_the_native_kernels_matches_float32(bf16_cpu, monke
         source.assign(variable)
     actual = call_in(case["caller"], lambda x: _loss_and_gradients(rnn, x), x)
     expected = _loss_and_gradients(reference, x)
-    wanted = paths.Route(paths.Path.FAST, False) if case["caller"] != "jit" else paths.Route(paths.Path.FAST, True)
+    native = paths.Path.NATIVE if case["compiled_steps"] else paths.Path.FAST
+    wanted = paths.Route(native, False) if case["caller"] != "jit" else paths.Route(paths.Path.FAST, True)
     assert routes[-2] == wanted, routes  # the last call is the reference's
     for index, (a, e) in enumerate(zip(actual, expected)):
         e = np.asarray(e, np.float32)  # bfloat16 keeps 8 bits: 4% of the largest value
+        assert_close(np.asarray(tf.cast(a, tf.float32)), e, 4e-2 * float(np.max(np.abs(e))), f"result {index}")
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_bfloat16_inference_with_compiled_steps_matches_float32(bf16_cpu, monkeypatch, kind):
+    """No gradient: NATIVE_FORWARD, which keeps nothing for a backward pass."""
+    monkeypatch.setattr(native_kernels, "COMPILED_STEPS_SIZE", 1)
+    monkeypatch.setattr(native_kernels, "INFERENCE_MACS", 1)
+    routes = []
+    choose = paths.choose
+    monkeypatch.setattr(paths, "choose", lambda *a: routes.append(choose(*a)) or routes[-1])
+    x = tf.constant(random_array(2, BATCH, TIME, FEATURES) * 0.5)
+    rnn = _rnn(kind, BF16, True, return_state=True)
+    reference = _rnn(kind, tf.float32, True, return_state=True, unroll=True)
+    rnn(x), reference(x)
+    for variable, source in zip(rnn.trainable_variables, reference.trainable_variables):
+        variable.assign(source * 0.5)
+        source.assign(variable)
+    actual = call_in("function", rnn, x)
+    assert routes[-1] == paths.Route(paths.Path.NATIVE_FORWARD, False), routes
+    for index, (a, e) in enumerate(zip(actual, reference(x))):
+        e = np.asarray(e, np.float32)
         assert_close(np.asarray(tf.cast(a, tf.float32)), e, 4e-2 * float(np.max(np.abs(e))), f"result {index}")

@@ -100,7 +100,12 @@ NATIVE_CASES = [
     ("lstm_bf16", {}, {"batch": 32, "training": True, "graph": True}, paths.Route(Path.FAST, False)),
     ("lstm_bf16", {}, {"batch": None, "graph": True, "tape": True}, paths.Route(Path.FAST, False)),
     ("lstm_bf16", {}, {"batch": 32}, paths.Route(Path.FAST, True)),
-    ("lstm_bf16", {}, {"batch": 256}, paths.Route(Path.FAST, False)),
+    # From 2**17 pre-activations per step (256 rows x 512) each step's gate math is compiled
+    # (NATIVE), and without a gradient nothing is kept for one (NATIVE_FORWARD).
+    ("lstm_bf16", {}, {"batch": 256}, paths.Route(Path.NATIVE_FORWARD, False)),
+    ("lstm_bf16", {}, {"batch": 256, "tape": True}, paths.Route(Path.NATIVE, False)),
+    ("lstm_bf16", {}, {"batch": 256, "training": True, "graph": True}, paths.Route(Path.NATIVE, False)),
+    ("lstm_bf16", {}, {"batch": 255, "tape": True}, paths.Route(Path.FAST, False)),
     ("lstm_bf16", {}, {"batch": 8, "tape": True}, paths.Route(Path.FAST, True)),
     ("lstm", {}, {"batch": 256, "tape": True}, paths.Route(Path.FAST, True)),
     ("lstm_bf16", {}, {"batch": 32, "tape": True, "jit_compile": False}, paths.Route(Path.FAST, False)),
@@ -176,7 +181,7 @@ def test_a_gradient_traced_with_an_unknown_batch_runs_and_matches_eager(kind, tr
 FEATURES, UNITS, TIME = 3, 4, 5
 PARITY = all_pairs(
     {
-        "path": (Path.FAST, Path.RECOMPUTE, Path.UNROLLED, Path.DENSE, Path.STREAM),
+        "path": (Path.FAST, Path.NATIVE, Path.NATIVE_FORWARD, Path.RECOMPUTE, Path.UNROLLED, Path.DENSE, Path.STREAM),
         "batch": (1, 16, 32, 33),
         "cell": ("lstm", "gru", "simple"),
         "mask": (False, True),
@@ -199,8 +204,10 @@ def _parity_cell(kind):
 
 @pytest.mark.parametrize("case", PARITY, ids=case_id)
 def test_every_path_equals_the_generic_loop_forward_and_backward(case):
-    """Under jit_compile (batches from 16 up run the fast loop as two chains), outputs and the
-    gradients of inputs, initial states and weights equal the plain while loop's."""
+    """Under jit_compile (batches from 16 up run the fast loop as two chains; the NATIVE paths
+    in a plain function, as they run), outputs and the gradients of inputs, initial states
+    and weights equal the plain while loop's. NATIVE_FORWARD has no backward pass of its own:
+    TensorFlow differentiates its loop, should a gradient be taken after all."""
     batch, backwards = case["batch"], case["direction"] == "backwards"
     options = _options(return_sequences=case["return_sequences"], go_backwards=backwards)
     adapter = CellAdapter(_parity_cell(case["cell"]))
@@ -224,7 +231,8 @@ def test_every_path_equals_the_generic_loop_forward_and_backward(case):
         grads = tape.gradient(loss, [x] + initial + weights)
         return output, final, grads
 
-    compiled = tf.function(lambda x, *s: run(case["path"], x, list(s)), jit_compile=True, autograph=False)
+    jit = case["path"] not in (Path.NATIVE, Path.NATIVE_FORWARD)
+    compiled = tf.function(lambda x, *s: run(case["path"], x, list(s)), jit_compile=jit, autograph=False)
     output, final, grads = compiled(inputs, *states)
     ref_output, ref_final, ref_grads = run(Path.WHILE, inputs, states)
     assert_close(output, ref_output, 2e-5, "output")

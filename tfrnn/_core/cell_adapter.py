@@ -354,6 +354,11 @@ class CellAdapter:
         kernel = getattr(self.cell, "recurrent_kernel", None) if self.is_tfrnn else None
         return 0 if kernel is None else math.prod(int(d) for d in kernel.shape)
 
+    def recurrent_width(self) -> int:
+        """The recurrent kernel's width: pre-activations per batch row and step (else 0)."""
+        kernel = getattr(self.cell, "recurrent_kernel", None) if self.is_tfrnn else None
+        return 0 if kernel is None else int(kernel.shape[-1])
+
     def project_inputs(self, inputs: tf.Tensor, sequence_dropout: Any = None) -> tf.Tensor:
         """The input projection of a built-in cell over a whole `[batch, time, features]`."""
         return self.cell.project_inputs(inputs, sequence_dropout)

@@ -21,7 +21,9 @@ and H the saved previous h, both `[time * batch, ...]`: `d_kernel = concat([X, H
 drops the saves (dead loop state), so inference pays nothing for them. Under XLA a batch of
 16 rows or more with narrow steps runs as two independent half-batch chains in one loop
 (`_chains`), so that one chain's gate math overlaps the other's matmul on a second core.
-What was measured for each of these choices, and what was tried and dropped:
+Without XLA around it (`compiled_steps`, bfloat16 on a CPU) the loop runs every matmul on
+TensorFlow's native kernels and each step's gate math, and its VJP, as a small XLA-compiled
+function (`_Steps`). What was measured for each of these choices, and what was tried and dropped:
 docs/performance.md, "The fast loop: what was measured, kept and dropped".
 """
 
@@ -97,6 +99,16 @@ class Weights(NamedTuple):
         else:
             pre = tf.matmul(h, self.state)
         return pre if self.bias is None else pre + self.bias
+
+    def project_inputs(self, xs: tf.Tensor) -> Optional[tf.Tensor]:
+        """`xs @ inputs + bias` for all steps at once, `[time, batch, width]`; `None` without
+        an inputs term."""
+        if self.inputs is None:
+            return None
+        flat = tf.matmul(tf.reshape(xs, [-1, xs.shape[-1]]), self.inputs)
+        if self.bias is not None:
+            flat = flat + self.bias
+        return tf.reshape(flat, tf.concat([tf.shape(xs)[:2], [self.width]], 0))
 
 
 def _weights(projections: Sequence[Projection], flat: Sequence[tf.Tensor]) -> list[Weights]:
@@ -178,6 +190,14 @@ class FastLoop:
     go_backwards: bool = False
     zero_output_for_mask: bool = False
     return_sequences: bool = False
+    differentiable: bool = True
+    """`False`: run `forward` alone, keeping nothing for a backward pass, for calls of which no
+    gradient can be taken (`paths.Path.NATIVE_FORWARD`: without XLA, nothing drops the saves)."""
+    compiled_steps: bool = False
+    """Run without XLA around the loop (TensorFlow's native kernels for every matmul), with
+    the inputs projected before the loop and each step's elementwise part, and its VJP, as
+    an XLA-compiled function (`paths.Path.NATIVE`): TensorFlow's own elementwise kernels
+    are many times slower than XLA's code."""
 
     def __post_init__(self):
         for projection in self.spec.projections:
@@ -203,6 +223,11 @@ class FastLoop:
         if self.go_backwards and mask is not None:
             mask = tf.reverse(mask, [0])
         num_states = len(initial_states)
+        if not self.differentiable:
+            output, final_states, _ = self.forward(
+                inputs, list(initial_states), _weights(projections, flat_weights), mask
+            )
+            return output, final_states
 
         @tf.custom_gradient
         def run(inputs, *args):
@@ -221,14 +246,26 @@ class FastLoop:
 
     def step(self, pres: list, prev_states: list) -> tuple[tf.Tensor, list, list]:
         """A step's elementwise part: `(output, new_states, saves)`, where `saves` is what the
-        step keeps besides its previous states: the saved activations, or `pres`."""
+        step keeps besides its previous states: the saved activations, or `pres` (nothing
+        when not `differentiable`)."""
+        if not self.differentiable:
+            output, new_states = self.spec.elementwise(pres, prev_states)
+            return output, new_states, []
         if self.spec.saved_vjp is not None:
             output, new_states, saved = self.spec.elementwise_saving(pres, prev_states)
             return output, new_states, [saved]
         output, new_states = self.spec.elementwise(pres, prev_states)
         return output, new_states, pres
 
+    def step_from_parts(self, projected: list, recurrent: list, biases: list, prev_states: list):
+        """`step` from each projection's parts: projected inputs, recurrent matmul, bias (any
+        may be `None`)."""
+        pres = [_add(_add(p, r), b) for p, r, b in zip(projected, recurrent, biases)]
+        return self.step(pres, prev_states)
+
     def saved_widths(self, weights: list[Weights]) -> list[int]:
+        if not self.differentiable:
+            return []
         if self.spec.saved_vjp is not None:
             return [self.spec.saved_width]
         return [w.width for w in weights]
@@ -254,7 +291,7 @@ class FastLoop:
         timesteps = tf.shape(xs)[0] if xs.shape[0] is None else xs.shape[0]
         chains = _chains(xs.shape[1], sum(w.width for w in weights))
         read_masks = _mask_readers(mask, chains, timesteps)
-        x_ta = _ta(xs.dtype, timesteps, xs.shape[1:]).unstack(xs)
+        steps = _Steps.of(self, xs, timesteps, weights)
         chain_states = [[chain.rows(s) for s in states] for chain in chains]
         zero_outputs = [self._zero_output(tf.shape(s[0])[:1]) for s in chain_states]
         init = [
@@ -263,9 +300,8 @@ class FastLoop:
         ]
 
         def body(t, carry):
-            x_t = x_ta.read(t)
             return t + 1, [
-                self._forward_step(t, read(t), chain.rows(x_t), c, weights, zero)
+                self._forward_step(t, read(t), steps.reader(t, chain), c, zero)
                 for chain, c, read, zero in zip(chains, carry, read_masks, zero_outputs)
             ]
 
@@ -299,14 +335,13 @@ class FastLoop:
                 zero_output.shape,
             ),
             saves=[_ta(dtype, timesteps, rows.concatenate([width])) for width in saved_widths],
-            prev_states=[_ta(s.dtype, timesteps, s.shape) for s in states],
+            prev_states=[_ta(s.dtype, timesteps, s.shape) for s in states if self.differentiable],
             states=states,
         )
 
-    def _forward_step(self, t, mask_t, x_t, carry: _ForwardCarry, weights, zero_output):
+    def _forward_step(self, t, mask_t, step, carry: _ForwardCarry, zero_output):
         prev_states = list(carry.states)
-        pres = [w.project(x_t, prev_states[0]) for w in weights]
-        output, new_states, saves = self.step(pres, prev_states)
+        output, new_states, saves = step(prev_states)
         new_states = [where_unmasked(mask_t, n, o) for n, o in zip(new_states, prev_states)]
         carried = carry.output
         if self.carry_output:
@@ -349,11 +384,12 @@ class FastLoop:
         ]  # fmt: skip
         steps = _StepReader.for_chains(saved, d_sequence)
         init = [self._backward_init(saved, reader, d_states, d_output) for reader in steps]
+        vjp = _compiled(self.vjp) if self.compiled_steps else self.vjp
 
         def body(s, carry):
             t = saved.timesteps - 1 - s
             return s + 1, [
-                self._backward_step(t, read(t), c, reader, state_kernels_t)
+                self._backward_step(t, read(t), c, reader, state_kernels_t, vjp)
                 for c, read, reader in zip(carry, read_masks, steps)
             ]
 
@@ -385,7 +421,7 @@ class FastLoop:
         d_states = [chain.rows(d) for d in d_states]
         return _BackwardCarry(d_carried, d_pres, reader.first(saved.timesteps), d_states)
 
-    def _backward_step(self, t, mask_t, carry: _BackwardCarry, reader, state_kernels_t):
+    def _backward_step(self, t, mask_t, carry: _BackwardCarry, reader, state_kernels_t, vjp):
         now = carry.next
         d_out, d_carried, d_new, d_kept = _mask_gradients(
             mask_t,
@@ -394,7 +430,7 @@ class FastLoop:
             list(carry.d_states),
             self.zero_output_for_mask,
         )
-        d_pres, d_prev = self.vjp(now.saves, now.prev_states, d_out, d_new)
+        d_pres, d_prev = vjp(now.saves, now.prev_states, d_out, d_new)
         d_prev = [_add(a, b) for a, b in zip(d_prev, d_kept)]
         for index, kernel_t in state_kernels_t:
             d_prev[0] = _add(d_prev[0], tf.matmul(d_pres[index], kernel_t))
@@ -413,6 +449,57 @@ class FastLoop:
         if self.go_backwards:
             d_inputs = tf.reverse(d_inputs, [0])
         return [time_major(d_inputs)] + d_initial + d_kernels + d_biases
+
+
+class _Steps(NamedTuple):
+    """How the forward loop computes a step: `reader(t, chain)(prev_states)` gives the step's
+    `(output, new_states, saves)` (`FastLoop.step`).
+
+    Under XLA (and without `compiled_steps`) a step reads `x_t` and runs every projection's
+    matmuls and the elementwise part in the loop. With `compiled_steps` the input projections
+    of all steps are one native matmul before the loop (a native slice per step is cheap,
+    XLA's is not: docs/performance.md); a step runs its recurrent matmuls natively and the
+    rest, from the sums of the projections on, in one XLA-compiled function.
+    """
+
+    loop: "FastLoop"
+    weights: list[Weights]
+    x_ta: Optional[tf.TensorArray]
+    projected: list[Optional[tf.TensorArray]]
+    """With `compiled_steps`: per projection, its input projections step by step, or `None`."""
+    compiled: Optional[Callable]
+
+    @classmethod
+    def of(cls, loop: "FastLoop", xs: tf.Tensor, timesteps: Timesteps, weights: list[Weights]):
+        if not loop.compiled_steps:
+            return cls(loop, weights, _ta(xs.dtype, timesteps, xs.shape[1:]).unstack(xs), [], None)
+        projected = []
+        for w in weights:
+            stacked = w.project_inputs(xs)
+            projected.append(None if stacked is None else _unstacked([stacked], timesteps)[0])
+        return cls(loop, weights, None, projected, _compiled(loop.step_from_parts))
+
+    def reader(self, t, chain: Chain) -> Callable[[list], tuple]:
+        if self.compiled is None:
+            x_t = chain.rows(self.x_ta.read(t))
+            return lambda prev_states: self.loop.step(
+                [w.project(x_t, prev_states[0]) for w in self.weights], prev_states
+            )
+        projected = [None if ta is None else chain.rows(ta.read(t)) for ta in self.projected]
+        # The bias of a projection without an inputs term is not in `projected`.
+        biases = [w.bias if w.inputs is None else None for w in self.weights]
+
+        def step(prev_states):
+            h = prev_states[0]
+            recurrent = [None if w.state is None else tf.matmul(h, w.state) for w in self.weights]
+            return self.compiled(projected, recurrent, biases, prev_states)
+
+        return step
+
+
+def _compiled(fn: Callable) -> Callable:
+    """`fn` as an XLA-compiled function, called from the native loop (`compiled_steps`)."""
+    return tf.function(fn, jit_compile=True, autograph=False)
 
 
 class _StepReader(NamedTuple):

@@ -30,6 +30,10 @@ from tfrnn._core.builtin_cell import in_xla_context
 # native kernels win: with a gradient (training), and without (inference).
 TRAINING_MACS = 2**20
 INFERENCE_MACS = 2**24
+# Pre-activations per step (batch rows x the recurrent kernel's width) from which such a call
+# also compiles each step's gate math with XLA (`paths.Path.NATIVE`): below it, the per-step
+# launch of the compiled function costs more than TensorFlow's own elementwise kernels.
+COMPILED_STEPS_SIZE = 2**17
 # Traced with an unknown batch (Keras' `fit` may leave it so), the step is sized for this many.
 ASSUMED_BATCH = 32
 
@@ -59,6 +63,17 @@ def native_wins(
     rows = ASSUMED_BATCH if batch is None else batch
     threshold = TRAINING_MACS if differentiated() else INFERENCE_MACS
     return rows * macs >= threshold and cpus_with_bfloat16()
+
+
+def compiles_steps(batch: Optional[int], width: int) -> bool:
+    """Whether a call that `native_wins` takes also compiles each step's gate math.
+
+    Args:
+      batch: the call's static batch size, `None` if unknown while tracing.
+      width: the recurrent kernel's width, the pre-activations per batch row and step.
+    """
+    rows = ASSUMED_BATCH if batch is None else batch
+    return rows * width >= COMPILED_STEPS_SIZE
 
 
 @functools.lru_cache(maxsize=None)

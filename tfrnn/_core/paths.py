@@ -9,10 +9,13 @@
 | `DENSE`      | the generic loop, outputs in a dense tensor, unrolled  | the context asks for builtin-only ops (TFLite) |
 |              | for a static single step or `unroll=True`              |                                                |
 | `UNROLLED`   | the generic loop unrolled over a static time axis      | `unroll=True`                                  |
+| `NATIVE`     | `FAST` on TensorFlow's native kernels: no XLA around   | as `FAST`, XLA asked for, and `native_kernels` |
+|              | the loop, inputs projected before it, each step's      | says: `native_wins` (bfloat16 on a CPU, large  |
+|              | gate math (and its VJP) an XLA-compiled function       | steps) and `compiles_steps` (larger still)     |
+| `NATIVE_FORWARD` | `NATIVE` keeping nothing for a backward pass       | as `NATIVE`, and no gradient may be taken      |
 | `FAST`       | `_core.fast_loop`: built-in cells, hand-written        | a built-in cell with a `FastLoopSpec`, no      |
-|              | backward pass, weight gradients batched over time;     | recurrent dropout; without XLA where           |
-|              | XLA-compiled unless `_core.native_kernels` says the    | `native_kernels.native_wins` (bfloat16 on a    |
-|              | native kernels win                                     | CPU, large steps)                              |
+|              | backward pass, weight gradients batched over time;     | recurrent dropout; without XLA also where      |
+|              | all on native kernels without XLA                      | `native_kernels.native_wins` alone             |
 | `RECOMPUTE`  | the generic `tf.while_loop` under a recompute gradient | XLA (the loop's TensorLists must not cross the |
 |              | (`_core.recompute`)                                    | XLA/TF boundary)                               |
 | `WHILE`      | the generic `tf.while_loop`, TensorFlow's own gradient | no XLA; or a call traced with an unknown batch |
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from typing import Any, Callable, NamedTuple, Optional
 
 import tensorflow as tf
@@ -55,6 +59,8 @@ class Path(enum.Enum):
     DENSE = "dense"
     STREAM = "stream"
     UNROLLED = "unrolled"
+    NATIVE = "native"
+    NATIVE_FORWARD = "native_forward"
     FAST = "fast"
     RECOMPUTE = "recompute"
     WHILE = "while"
@@ -97,14 +103,24 @@ def choose(
         return Route(Path.UNROLLED, jit_compile)
     if adapter.has_fast_loop(plan.training):
         # An XLA variant the context asks for (export's) stays one, measured faster or not.
-        if jit_compile and context.jit_compile is None and native_kernels.native_wins(
-            plan.dtype, plan.batch, adapter.recurrent_macs, lambda: _may_be_differentiated(plan)
-        ):
-            return Route(Path.FAST, False)
+        if jit_compile and context.jit_compile is None:
+            native = _native_route(adapter, plan)
+            if native is not None:
+                return native
         return Route(Path.FAST, jit_compile)
     if jit_compile and not _unknown_shape_gradient(plan):
         return Route(Path.RECOMPUTE, True)
     return Route(Path.WHILE, False)
+
+
+def _native_route(adapter: Any, plan: CallPlan) -> Optional[Route]:
+    """The route of a fast-loop call that `native_kernels` takes out of XLA, else `None`."""
+    differentiated = functools.lru_cache(maxsize=None)(lambda: _may_be_differentiated(plan))
+    if not native_kernels.native_wins(plan.dtype, plan.batch, adapter.recurrent_macs, differentiated):
+        return None
+    if not native_kernels.compiles_steps(plan.batch, adapter.recurrent_width()):
+        return Route(Path.FAST, False)
+    return Route(Path.NATIVE if differentiated() else Path.NATIVE_FORWARD, False)
 
 
 def _unknown_shape_gradient(plan: CallPlan) -> bool:
@@ -213,14 +229,24 @@ def _run_stream(adapter, options, plan, states, seed):
     )  # fmt: skip
 
 
-def _run_fast(adapter, options, plan, states, seed):
+def _run_fast(adapter, options, plan, states, seed, **fast_options):
+    """`FAST`; `fast_options` are `FastLoop`'s `compiled_steps` and `differentiable`."""
     dropout = adapter.sequence_dropout(plan.dynamic_batch(), plan.training, seed)
     return fast_loop.run_fast_loop(
         adapter.fast_loop_spec(plan.training),
         adapter.cell.apply_input_dropout(plan.inputs, dropout),
         states,
+        **fast_options,
         **_loop_arguments(adapter, options, plan),
     )
+
+
+def _run_native(adapter, options, plan, states, seed):
+    return _run_fast(adapter, options, plan, states, seed, compiled_steps=True)
+
+
+def _run_native_forward(adapter, options, plan, states, seed):
+    return _run_fast(adapter, options, plan, states, seed, compiled_steps=True, differentiable=False)
 
 
 def _run_recompute(adapter, options, plan, states, seed):
@@ -251,6 +277,8 @@ RUNNERS: dict[Path, Runner] = {
     Path.DENSE: _run_dense,
     Path.STREAM: _run_stream,
     Path.UNROLLED: _run_unrolled,
+    Path.NATIVE: _run_native,
+    Path.NATIVE_FORWARD: _run_native_forward,
     Path.FAST: _run_fast,
     Path.RECOMPUTE: _run_recompute,
     Path.WHILE: _run_while,
