@@ -61,14 +61,20 @@ TOLERANCE = 1e-4
 # relative to their largest magnitude.
 BF16_TOLERANCE = 5e-2
 PAUSE_BETWEEN_PEERS_S = 0.005
+# A timed window of one peer lasts at least this long (up to MAX_CALLS_PER_WINDOW calls): a
+# window of one short call measured the call after another peer's, with that peer's weights in
+# the caches, not the peer's own steady state.
+WINDOW_S = 0.02
+MAX_CALLS_PER_WINDOW = 50
 REFERENCE = "keras3 layer (jit)"
 
 
 # -- timing ---------------------------------------------------------------------------------
 
 
-def _interleaved(peers: dict[str, Callable[[], Any]], repeats: int, inner: int) -> dict:
-    """Round-robin timing: each repeat calls every peer `inner` times; seconds per call.
+def _interleaved(peers: dict[str, Callable[[], Any]], repeats: int, inner) -> dict:
+    """Round-robin timing: each repeat calls every peer `inner` times (an int, or a count per
+    peer); seconds per call.
 
     The order rotates by one peer per repeat: measured here, whichever peer runs first in a
     round (right after the slowest one) comes out 3-5% slower than it is. Each peer's window
@@ -83,12 +89,12 @@ def _interleaved(peers: dict[str, Callable[[], Any]], repeats: int, inner: int) 
     for repeat in range(repeats):
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:
-            fn = peers[name]
+            fn, calls = peers[name], inner if isinstance(inner, int) else inner[name]
             _spin(PAUSE_BETWEEN_PEERS_S)
             start = time.perf_counter()
-            for _ in range(inner):
+            for _ in range(calls):
                 fn()
-            samples[name].append((time.perf_counter() - start) / inner)
+            samples[name].append((time.perf_counter() - start) / calls)
     return {name: np.array(values) for name, values in samples.items()}
 
 
@@ -102,6 +108,12 @@ def _first_call(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def _calls_per_window(fn: Callable[[], Any]) -> int:
+    """How many calls of `fn`, already warm, fill one timed window of `WINDOW_S`."""
+    seconds = min(_first_call(fn) for _ in range(2))
+    return max(1, min(MAX_CALLS_PER_WINDOW, int(WINDOW_S / max(seconds, 1e-6))))
 
 
 def _summary(seconds: np.ndarray) -> dict:
@@ -439,7 +451,7 @@ def bench_scenario(kind: str, section: str, shape: tuple, repeats: int, limit: f
     for name, peer in peers.items():
         values[name], first[name] = peer.prepare()
     errors = _check(values, "tfrnn tf.function")
-    inner = 1 if section == "training" else max(1, min(20, int(0.02 / max(1e-5, min(first.values())))))
+    inner = {name: _calls_per_window(peer.call) for name, peer in peers.items()}
     times = _interleaved({name: peer.call for name, peer in peers.items()}, repeats, inner)
     flops = _forward_flops(kind, *shape) * (1.0 if section == "inference" else 3.0)
     return _rows(times, first, errors, flops, limit)
@@ -708,7 +720,8 @@ def scenarios(report: dict) -> list[tuple[str, dict]]:
 
 def markdown(report: dict) -> str:
     lines = [f"Machine: {report['machine']}; load average {report['load']} at the start. Medians of "
-             "interleaved runs, ms, with the 10th-90th percentile."]  # fmt: skip
+             f"interleaved runs, ms, with the 10th-90th percentile; each sample is the mean call of a "
+             f"window of at least {WINDOW_S * 1e3:.0f} ms."]  # fmt: skip
     lines += _limits_markdown(report["limits"])
     for title, rows in scenarios(report):
         lines += _scenario_markdown(title, rows)
