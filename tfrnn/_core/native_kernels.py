@@ -9,6 +9,10 @@ per-op cost of running a loop without a compiler. So on a machine whose only dev
 with bfloat16 instructions, a bfloat16 call of at least `TRAINING_MACS` recurrent
 multiply-adds per step (`INFERENCE_MACS` when no gradient is taken: the backward pass gains
 the most) runs the fast loop in a plain `tf.function`, whatever the RNN's `jit_compile` says.
+TensorFlow's own elementwise kernels are in turn several times slower than XLA's code, so from
+`COMPILED_STEPS_SIZE` pre-activations per step (`compiles_steps`) each step's gate math is an
+XLA-compiled function called from the native loop (`paths.Path.NATIVE`); below it, launching
+that function per step costs more than it saves.
 
 A call already inside the caller's `jit_compile` function stays in XLA (it is one cluster), as
 does every call on a machine with a GPU or TPU, where XLA's bfloat16 is the fast one.
