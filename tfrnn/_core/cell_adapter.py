@@ -351,13 +351,15 @@ class CellAdapter:
 
     def recurrent_macs(self) -> int:
         """Multiply-adds of one batch row's recurrent matmul per step (built-in cells; else 0)."""
-        kernel = getattr(self.cell, "recurrent_kernel", None) if self.is_tfrnn else None
-        return 0 if kernel is None else math.prod(int(d) for d in kernel.shape)
+        return math.prod(self._recurrent_kernel_shape() or [0])
 
     def recurrent_width(self) -> int:
         """The recurrent kernel's width: pre-activations per batch row and step (else 0)."""
+        return (self._recurrent_kernel_shape() or [0])[-1]
+
+    def _recurrent_kernel_shape(self) -> Optional[list[int]]:
         kernel = getattr(self.cell, "recurrent_kernel", None) if self.is_tfrnn else None
-        return 0 if kernel is None else int(kernel.shape[-1])
+        return None if kernel is None else [int(d) for d in kernel.shape]
 
     def project_inputs(self, inputs: tf.Tensor, sequence_dropout: Any = None) -> tf.Tensor:
         """The input projection of a built-in cell over a whole `[batch, time, features]`."""

@@ -1,25 +1,26 @@
 """Which loop runs an RNN call: the paths, the one function that picks one, and the table.
 
-| path         | what runs                                              | picked when                                    |
-|--------------|--------------------------------------------------------|------------------------------------------------|
-| `SUBSTITUTE` | a function the trace context supplies (TFLite's fused  | the context's `substitute` takes the call      |
-|              | LSTM op as the converter's composite function)         |                                                |
-| `STREAM`     | `DENSE` from explicit states, a masked step repeating  | the context streams explicit states (`step`)   |
-|              | the output state (streaming stays exact)               |                                                |
-| `DENSE`      | the generic loop, outputs in a dense tensor, unrolled  | the context asks for builtin-only ops (TFLite) |
-|              | for a static single step or `unroll=True`              |                                                |
-| `UNROLLED`   | the generic loop unrolled over a static time axis      | `unroll=True`                                  |
-| `NATIVE`     | `FAST` on TensorFlow's native kernels: no XLA around   | as `FAST`, XLA asked for, and `native_kernels` |
-|              | the loop, inputs projected before it, each step's      | says: `native_wins` (bfloat16 on a CPU, large  |
-|              | gate math (and its VJP) an XLA-compiled function       | steps) and `compiles_steps` (larger still)     |
-| `NATIVE_FORWARD` | `NATIVE` keeping nothing for a backward pass       | as `NATIVE`, and no gradient may be taken      |
-| `FAST`       | `_core.fast_loop`: built-in cells, hand-written        | a built-in cell with a `FastLoopSpec`, no      |
-|              | backward pass, weight gradients batched over time;     | recurrent dropout; without XLA also where      |
-|              | all on native kernels without XLA                      | `native_kernels.native_wins` alone             |
-| `RECOMPUTE`  | the generic `tf.while_loop` under a recompute gradient | XLA (the loop's TensorLists must not cross the |
-|              | (`_core.recompute`)                                    | XLA/TF boundary)                               |
-| `WHILE`      | the generic `tf.while_loop`, TensorFlow's own gradient | no XLA; or a call traced with an unknown batch |
-|              |                                                        | or time axis while a gradient tape records     |
+| path             | what runs                                              | picked when                                    |
+|------------------|--------------------------------------------------------|------------------------------------------------|
+| `SUBSTITUTE`     | a function the trace context supplies (TFLite's fused  | the context's `substitute` takes the call      |
+|                  | LSTM op as the converter's composite function)         |                                                |
+| `STREAM`         | `DENSE` from explicit states, a masked step repeating  | the context streams explicit states (`step`)   |
+|                  | the output state (streaming stays exact)               |                                                |
+| `DENSE`          | the generic loop, outputs in a dense tensor, unrolled  | the context asks for builtin-only ops (TFLite) |
+|                  | for a static single step or `unroll=True`              |                                                |
+| `UNROLLED`       | the generic loop unrolled over a static time axis      | `unroll=True`                                  |
+| `NATIVE`         | `FAST` without XLA around the loop: every matmul on    | as `FAST`, with XLA asked for, where           |
+|                  | TensorFlow's native kernels, the inputs projected      | `native_kernels.native_wins` (bfloat16 on a    |
+|                  | before the loop, each step's gate math (and its VJP)   | CPU, large steps) and `compiles_steps`         |
+|                  | an XLA-compiled function                               | (larger still) and a gradient may be taken     |
+| `NATIVE_FORWARD` | `NATIVE` keeping nothing for a backward pass           | as `NATIVE`, where no gradient may be taken    |
+| `FAST`           | `_core.fast_loop`: built-in cells, hand-written        | a built-in cell with a `FastLoopSpec`, no      |
+|                  | backward pass, weight gradients batched over time;     | recurrent dropout; without XLA also where      |
+|                  | without XLA all on TensorFlow's native kernels         | `native_kernels.native_wins` alone             |
+| `RECOMPUTE`      | the generic `tf.while_loop` under a recompute gradient | XLA (the loop's TensorLists must not cross the |
+|                  | (`_core.recompute`)                                    | XLA/TF boundary)                               |
+| `WHILE`          | the generic `tf.while_loop`, TensorFlow's own gradient | no XLA; or a call traced with an unknown batch |
+|                  |                                                        | or time axis while a gradient tape records     |
 
 The last rule: TF 2.21's XLA cannot compile the gradient of the generic while loop when the
 batch or the number of timesteps is unknown while tracing (`fit` with a last partial batch, a
