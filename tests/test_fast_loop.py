@@ -251,3 +251,32 @@ def test_a_projection_with_two_terms_of_one_source_is_refused():
     )
     with pytest.raises(ValueError, match="a projection has two inputs terms; sum their kernels"):
         fast_loop.FastLoop(spec, tf.TensorSpec([2, UNITS]))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "simple"])
+@pytest.mark.parametrize("caller", ["eager", "function"])
+def test_without_the_input_gradient_the_other_gradients_stay(kind, caller):
+    """`input_gradient=False` (an eager call whose inputs no tape watches): the states' and
+    weights' gradients equal the generic loop's, and no gradient reaches the inputs."""
+    cell = _cell(kind)
+    inputs = tf.constant(random_array(1, 3, TIME, FEATURES))
+    states = _states(cell, 3)
+    cotangent = random_array(2, 3, TIME, UNITS)
+    options = _options({"direction": "forwards", "zero_output_for_mask": False, "return_sequences": True}, 3, None)
+
+    def run(loop, x, s):
+        with tf.GradientTape() as tape:
+            tape.watch(s)
+            output, final_states = loop(x, s)
+            loss = _loss(output, final_states, cotangent, "both")
+        return tape.gradient(loss, [x] + s + list(cell.trainable_variables))
+
+    fast = _fast(cell, dict(options, input_gradient=False))
+    if caller == "eager":
+        grads = run(lambda x, s: _traced("jit", fast, x, s), inputs, states)
+    else:
+        grads = _traced("function", lambda x, s: run(fast, x, s), inputs, states)
+    expected = run(_generic(cell, options), inputs, states)
+    assert grads[0] is None
+    for index, (grad, ref) in enumerate(zip(grads[1:], expected[1:])):
+        assert_close(grad, ref, 1e-5, f"gradient {index + 1}")

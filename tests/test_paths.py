@@ -35,7 +35,8 @@ def _cell(kind, units=2):
     raise ValueError(kind)
 
 
-def _route(kind, context, batch=2, training=False, graph=False, tape=False, time=4, units=2, jit=False, **options):
+def _route(kind, context, batch=2, training=False, graph=False, tape=False, time=4, units=2, jit=False, watch=False,
+           **options):
     adapter = CellAdapter(_cell(kind, units))
     adapter.build(tf.TensorShape([batch, 3]))
     rnn = tfrnn.RNN(adapter.cell)
@@ -48,11 +49,14 @@ def _route(kind, context, batch=2, training=False, graph=False, tape=False, time
         return inputs
 
     spec = tf.TensorSpec([batch, time, 3])
-    with tf.GradientTape() if tape else contextlib.nullcontext():
+    with tf.GradientTape() if tape else contextlib.nullcontext() as recording:
         if graph:
             tf.function(choose, jit_compile=jit).get_concrete_function(spec)
         else:
-            choose(tf.zeros([batch or 1, time or 4, 3]))
+            inputs = tf.zeros([batch or 1, time or 4, 3])
+            if watch:
+                recording.watch(inputs)
+            choose(inputs)
     return routes[0]
 
 
@@ -90,7 +94,26 @@ CHOOSE_CASES = [
 
 @pytest.mark.parametrize("kind, context, call, expected", CHOOSE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CHOOSE_CASES)])
 def test_choose_picks_the_route_the_table_gives(kind, context, call, expected):
-    assert _route(kind, trace_context.TraceContext(**context), **call) == expected
+    # The path and XLA; `input_gradient` has its own test below.
+    assert _route(kind, trace_context.TraceContext(**context), **call)[:2] == expected[:2]
+
+
+@pytest.mark.parametrize(
+    "kind, call, expected",
+    [
+        ("lstm", {}, False),  # eager, no tape
+        ("lstm", {"tape": True}, False),  # eager, the tape watches only variables
+        ("lstm", {"tape": True, "watch": True}, True),
+        ("lstm", {"tape": True, "graph": True}, True),  # a trace is reused under other tapes
+        ("lstm", {"graph": True}, True),
+        ("lstm_bf16", {"batch": 256, "tape": True}, False),  # NATIVE
+        ("stacked", {"tape": True}, True),  # the generic loop differentiates as TensorFlow does
+    ],
+)
+def test_the_inputs_gradient_is_left_out_only_eagerly_where_no_tape_watches_them(monkeypatch, kind, call, expected):
+    monkeypatch.setattr(native_kernels, "cpus_with_bfloat16", lambda: True)
+    units = 128 if kind == "lstm_bf16" else 2
+    assert _route(kind, trace_context.TraceContext(), units=units, **call).input_gradient is expected
 
 
 NATIVE_CASES = [
@@ -119,7 +142,7 @@ NATIVE_CASES = [
 @pytest.mark.parametrize("kind, context, call, expected", NATIVE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(NATIVE_CASES)])
 def test_bfloat16_leaves_xla_where_the_native_kernels_win(monkeypatch, kind, context, call, expected):
     monkeypatch.setattr(native_kernels, "cpus_with_bfloat16", lambda: True)
-    assert _route(kind, trace_context.TraceContext(**context), units=128, **call) == expected
+    assert _route(kind, trace_context.TraceContext(**context), units=128, **call)[:2] == expected[:2]
     monkeypatch.setattr(native_kernels, "cpus_with_bfloat16", lambda: False)
     assert _route(kind, trace_context.TraceContext(**context), units=128, **call).jit_compile is (
         expected.path is not Path.DENSE and call.get("jit_compile", True)

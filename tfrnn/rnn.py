@@ -341,9 +341,7 @@ class RNN(tf.Module):
             # A static batch keeps the states' shapes static (TFLite's builtins need that).
             states = self._adapter.initial_state(plan.dynamic_batch(), plan.dtype)
         seed = self._seeds.next() if self._adapter.needs_seed(plan.training) else None
-        output, final_states = paths.RUNNERS[route.path](
-            self._adapter, self._options, plan, states, seed
-        )
+        output, final_states = paths.run(route, self._adapter, self._options, plan, states, seed)
         if write_back:
             self._state_variables.assign(final_states)
         return output, final_states

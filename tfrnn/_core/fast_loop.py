@@ -193,6 +193,9 @@ class FastLoop:
     differentiable: bool = True
     """`False`: run `forward` alone, keeping nothing for a backward pass, for calls of which no
     gradient can be taken (`paths.Path.NATIVE_FORWARD`: without XLA, nothing drops the saves)."""
+    input_gradient: bool = True
+    """`False`: the custom gradient leaves the inputs out (no tape watches them: an eager call,
+    `paths.choose`), which saves the backward pass its inputs' matmul over all timesteps."""
     compiled_steps: bool = False
     """Run without XLA around the loop (TensorFlow's native kernels for every matmul), with
     the inputs projected before the loop and each step's elementwise part, and its VJP, as
@@ -229,17 +232,20 @@ class FastLoop:
             )
             return output, final_states
 
+        leading = [inputs] if self.input_gradient else []
+
         @tf.custom_gradient
-        def run(inputs, *args):
+        def run(*args):
+            xs, args = (args[0], args[1:]) if self.input_gradient else (inputs, args)
             states, weights = list(args[:num_states]), _weights(projections, args[num_states:])
-            output, final_states, saved = self.forward(inputs, states, weights, mask)
+            output, final_states, saved = self.forward(xs, states, weights, mask)
 
             def grad(d_output, *d_final_states):
                 return self.backward(saved, d_output, d_final_states)
 
             return (output, *final_states), grad
 
-        results = run(inputs, *initial_states, *flat_weights)
+        results = run(*leading, *initial_states, *flat_weights)
         return results[0], list(results[1:])
 
     # -- a step's elementwise part, what it keeps, and its VJP from that ------------------------
@@ -442,9 +448,14 @@ class FastLoop:
         return _BackwardCarry(() if d_carried is None else d_carried, written, next_reads, d_prev)
 
     def _input_and_weight_gradients(self, saved: Saved, d_pres, d_initial) -> list[tf.Tensor]:
-        """`[d_inputs] + d_initial + d_kernels + d_biases`, the matmuls over all timesteps."""
+        """`[d_inputs] + d_initial + d_kernels + d_biases`, the matmuls over all timesteps
+        (without `d_inputs` when not `input_gradient`)."""
         prev_h = _join([states[0] for states in saved.prev_states], axis=1)
-        d_kernels, d_biases, d_x = _weight_gradients(saved.weights, d_pres, saved.inputs, prev_h)
+        d_kernels, d_biases, d_x = _weight_gradients(
+            saved.weights, d_pres, saved.inputs, prev_h, self.input_gradient
+        )
+        if not self.input_gradient:
+            return d_initial + d_kernels + d_biases
         d_inputs = tf.reshape(d_x, tf.shape(saved.inputs))
         if self.go_backwards:
             d_inputs = tf.reverse(d_inputs, [0])
@@ -632,8 +643,9 @@ def _tape_vjp(elementwise, pres, prev_states, d_out, d_new):
     return grads[: len(pres)], grads[len(pres) :]
 
 
-def _weight_gradients(weights: list[Weights], d_pres, xs, prev_h):
-    """One matmul per projection over all timesteps: kernel, bias and input gradients."""
+def _weight_gradients(weights: list[Weights], d_pres, xs, prev_h, input_gradient: bool = True):
+    """One matmul per projection over all timesteps: kernel, bias and (with `input_gradient`)
+    input gradients."""
     flat_x = tf.reshape(xs, [-1, xs.shape[-1]])
     flat_h = tf.reshape(prev_h, [-1, prev_h.shape[-1]])
     d_kernels, d_biases, d_x = [], [], None
@@ -647,7 +659,7 @@ def _weight_gradients(weights: list[Weights], d_pres, xs, prev_h):
             d_only = tf.matmul(source, flat_d, transpose_a=True)
             by_source = {INPUTS if w.inputs is not None else STATE: d_only}
         d_kernels.extend(by_source[source] for source in w.sources)
-        if w.inputs is not None:
+        if w.inputs is not None and input_gradient:
             term = tf.matmul(flat_d, w.inputs, transpose_b=True)
             d_x = term if d_x is None else d_x + term
         if w.bias is not None:

@@ -33,8 +33,9 @@ inference keeps XLA. The fast loop writes its own backward pass and is not affec
 
 `choose` answers "which path runs this call" and nothing else does; `RUNNERS` maps each loop
 path to its function, which takes `(adapter, options, plan, states, seed)` and returns
-`(output, final_states)`; the RNN traces it in one `tf.function` per `Route`. A `SUBSTITUTE`
-route calls the context's substitute in the caller's trace instead.
+`(output, final_states)`; `run` calls it for a `Route`, which the RNN traces in one
+`tf.function` per `Route`. A `SUBSTITUTE` route calls the context's substitute in the
+caller's trace instead.
 """
 
 from __future__ import annotations
@@ -68,10 +69,13 @@ class Path(enum.Enum):
 
 
 class Route(NamedTuple):
-    """A path, and whether XLA compiles it."""
+    """A path, whether XLA compiles it, and whether the call's inputs may need a gradient."""
 
     path: Path
     jit_compile: bool
+    input_gradient: bool = True
+    """`False` (`FAST`, `NATIVE`): an eager call whose inputs no tape watches, so the fast
+    loop's backward pass leaves out their gradient (`_input_gradient`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,11 +108,11 @@ def choose(
         return Route(Path.UNROLLED, jit_compile)
     if adapter.has_fast_loop(plan.training):
         # An XLA variant the context asks for (export's) stays one, measured faster or not.
-        if jit_compile and context.jit_compile is None:
-            native = _native_route(adapter, plan)
-            if native is not None:
-                return native
-        return Route(Path.FAST, jit_compile)
+        native = _native_route(adapter, plan) if jit_compile and context.jit_compile is None else None
+        route = Route(Path.FAST, jit_compile) if native is None else native
+        if route.path in (Path.FAST, Path.NATIVE) and not _input_gradient(plan):
+            return route._replace(input_gradient=False)
+        return route
     if jit_compile and not _unknown_shape_gradient(plan):
         return Route(Path.RECOMPUTE, True)
     return Route(Path.WHILE, False)
@@ -122,6 +126,22 @@ def _native_route(adapter: Any, plan: CallPlan) -> Optional[Route]:
     if not native_kernels.compiles_steps(plan.batch, adapter.recurrent_width()):
         return Route(Path.FAST, False)
     return Route(Path.NATIVE if differentiated() else Path.NATIVE_FORWARD, False)
+
+
+def _input_gradient(plan: CallPlan) -> bool:
+    """Whether a gradient of the call's inputs may be taken.
+
+    Eagerly that is known: a tape records a call only if it watches the call's inputs now (a
+    later tape cannot differentiate it). A trace is reused under tapes it never saw, so traced
+    calls always keep the inputs' gradient (the caller's `jit_compile` function lets XLA drop it).
+    """
+    if not tf.executing_eagerly():
+        return True
+    try:
+        from tensorflow.python.eager import record  # no public equivalent
+    except ImportError:  # pragma: no cover - a TensorFlow without it: keep the gradient
+        return True
+    return bool(record.should_record_backprop(tf.nest.flatten(plan.inputs)))
 
 
 def _unknown_shape_gradient(plan: CallPlan) -> bool:
@@ -231,7 +251,8 @@ def _run_stream(adapter, options, plan, states, seed):
 
 
 def _run_fast(adapter, options, plan, states, seed, **fast_options):
-    """`FAST`; `fast_options` are `FastLoop`'s `compiled_steps` and `differentiable`."""
+    """`FAST`; `fast_options` are `FastLoop`'s `compiled_steps`, `differentiable` and
+    `input_gradient`."""
     dropout = adapter.sequence_dropout(plan.dynamic_batch(), plan.training, seed)
     return fast_loop.run_fast_loop(
         adapter.fast_loop_spec(plan.training),
@@ -242,8 +263,8 @@ def _run_fast(adapter, options, plan, states, seed, **fast_options):
     )
 
 
-def _run_native(adapter, options, plan, states, seed):
-    return _run_fast(adapter, options, plan, states, seed, compiled_steps=True)
+def _run_native(adapter, options, plan, states, seed, **fast_options):
+    return _run_fast(adapter, options, plan, states, seed, compiled_steps=True, **fast_options)
 
 
 def _run_native_forward(adapter, options, plan, states, seed):
@@ -269,6 +290,13 @@ def _run_recompute(adapter, options, plan, states, seed):
         return _generic(adapter, options, replanned, a["states"], seed)
 
     return recompute_gradient(forward, [flat[i] for i in floating])
+
+
+def run(route: Route, adapter, options: LoopOptions, plan: CallPlan, states, seed):
+    """Runs `route`'s loop path (`RUNNERS`): `(output, final_states)`."""
+    if not route.input_gradient:
+        return RUNNERS[route.path](adapter, options, plan, states, seed, input_gradient=False)
+    return RUNNERS[route.path](adapter, options, plan, states, seed)
 
 
 Runner = Callable[[Any, LoopOptions, CallPlan, list, Optional[tf.Tensor]], tuple]
