@@ -96,7 +96,8 @@ def choose(
     context: TraceContext,
     call: RNNCall,
 ) -> Route:
-    """The route of one call: which path, with XLA or not (see the module docstring)."""
+    """The route of one call: which path, with XLA or not, and whether the inputs may need
+    a gradient (see the module docstring and `Route`)."""
     if context.substitute is not None and context.substitute.takes(call):
         return Route(Path.SUBSTITUTE, False)
     jit_compile = options.jit_compile if context.jit_compile is None else context.jit_compile
