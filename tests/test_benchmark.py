@@ -99,3 +99,27 @@ def test_bf16_speedup_is_the_float32_twins_time_over_its_own(tool):
     rows = {"tfrnn": {"median_ms": 3.0}, "tfrnn bf16": {"median_ms": 2.0}, "peer bf16": {"median_ms": 1.0}}
     assert tool._bf16_speedup("tfrnn bf16", rows) == "1.50x"
     assert tool._bf16_speedup("tfrnn", rows) == "-" and tool._bf16_speedup("peer bf16", rows) == "-"
+
+
+def test_each_timed_window_lasts_the_window_and_counts_calls_per_peer(tool):
+    """A short call is timed over a window of `WINDOW_S` (a window of one short call measured
+    the call right after another peer's), a long one alone, a very short one up to the cap."""
+    import time
+
+    def sleeper(seconds):
+        return lambda: time.sleep(seconds)
+
+    short = tool._calls_per_window(sleeper(tool.WINDOW_S / 8))
+    assert 2 <= short <= 8, short  # 8 calls fill the window; sleeps overshoot under load
+    assert tool._calls_per_window(sleeper(tool.WINDOW_S * 2)) == 1
+    assert tool._calls_per_window(lambda: None) == tool.MAX_CALLS_PER_WINDOW
+    calls = {"a": 0, "b": 0}
+
+    def counted(name):
+        def call():
+            calls[name] += 1
+        return call
+
+    times = tool._interleaved({"a": counted("a"), "b": counted("b")}, repeats=3, inner={"a": 2, "b": 5})
+    assert calls == {"a": 6, "b": 15}
+    assert {name: len(samples) for name, samples in times.items()} == {"a": 3, "b": 3}
