@@ -34,7 +34,14 @@ from typing import Callable, NamedTuple, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from tfrnn._core.builtin_cell import INPUTS, STATE, FastLoopSpec, Projection, in_xla_context
+from tfrnn._core.builtin_cell import (
+    INPUTS,
+    STATE,
+    FastLoopSpec,
+    Projection,
+    dense,
+    in_xla_context,
+)
 from tfrnn._core.time_axis import time_major, where_unmasked
 
 # Under XLA, a static batch of at least CHAINS_MIN_BATCH rows whose pre-activations are at
@@ -105,10 +112,8 @@ class Weights(NamedTuple):
         an inputs term."""
         if self.inputs is None:
             return None
-        flat = tf.matmul(tf.reshape(xs, [-1, xs.shape[-1]]), self.inputs)
-        if self.bias is not None:
-            flat = flat + self.bias
-        return tf.reshape(flat, tf.concat([tf.shape(xs)[:2], [self.width]], 0))
+        projected = dense(xs, self.inputs)
+        return projected if self.bias is None else projected + self.bias
 
 
 def _weights(projections: Sequence[Projection], flat: Sequence[tf.Tensor]) -> list[Weights]:
