@@ -80,7 +80,17 @@ CHOOSE_CASES = [
     ("stacked", {}, {"batch": None, "time": None, "graph": True}, paths.Route(Path.RECOMPUTE, True)),
     ("stacked", {}, {"batch": 2, "graph": True, "tape": True}, paths.Route(Path.RECOMPUTE, True)),
     ("stacked", {}, {"batch": 2, "tape": True}, paths.Route(Path.RECOMPUTE, True)),
-    ("lstm", {}, {"batch": None, "time": None, "graph": True, "tape": True}, paths.Route(Path.FAST, True)),
+    ("lstm", {}, {"batch": None, "time": None, "graph": True, "tape": True}, paths.Route(Path.SPLIT, False)),
+    # The fast loop traced outside the caller's jit function splits its backward pass at the XLA
+    # boundary where a gradient may be taken; inside it, eagerly, or asked for by the context
+    # (export's), it stays one XLA function.
+    ("lstm", {}, {"graph": True, "tape": True}, paths.Route(Path.SPLIT, False)),
+    ("lstm", {}, {"graph": True, "training": True}, paths.Route(Path.SPLIT, False)),
+    ("lstm", {}, {"graph": True}, paths.Route(Path.FAST, True)),
+    ("lstm", {}, {"graph": True, "tape": True, "jit": True}, paths.Route(Path.FAST, True)),
+    ("lstm", {}, {"tape": True, "watch": True}, paths.Route(Path.FAST, True)),
+    ("lstm", {"jit_compile": True}, {"graph": True, "tape": True}, paths.Route(Path.FAST, True)),
+    ("lstm", {}, {"graph": True, "tape": True, "jit_compile": False}, paths.Route(Path.FAST, False)),
     # A training call counts as differentiated (no tape needed) for that rule.
     ("stacked", {}, {"training": True, "batch": None, "graph": True}, paths.Route(Path.WHILE, False)),
     ("gru_reset_before", {}, {"training": True, "batch": None, "graph": True}, paths.Route(Path.WHILE, False)),
@@ -144,9 +154,11 @@ def test_bfloat16_leaves_xla_where_the_native_kernels_win(monkeypatch, kind, con
     monkeypatch.setattr(native_kernels, "cpus_with_bfloat16", lambda: True)
     assert _route(kind, trace_context.TraceContext(**context), units=128, **call)[:2] == expected[:2]
     monkeypatch.setattr(native_kernels, "cpus_with_bfloat16", lambda: False)
-    assert _route(kind, trace_context.TraceContext(**context), units=128, **call).jit_compile is (
-        expected.path is not Path.DENSE and call.get("jit_compile", True)
-    )
+    fallback = _route(kind, trace_context.TraceContext(**context), units=128, **call)[:2]
+    if expected.path is Path.DENSE or not call.get("jit_compile", True):
+        assert fallback == (expected.path, False)
+    else:  # XLA: the fast loop in one compiled function, or SPLIT's two
+        assert fallback in {(Path.FAST, True), (Path.SPLIT, False)}
 
 
 class _Everything:
@@ -204,7 +216,10 @@ def test_a_gradient_traced_with_an_unknown_batch_runs_and_matches_eager(kind, tr
 FEATURES, UNITS, TIME = 3, 4, 5
 PARITY = all_pairs(
     {
-        "path": (Path.FAST, Path.NATIVE, Path.NATIVE_FORWARD, Path.RECOMPUTE, Path.UNROLLED, Path.DENSE, Path.STREAM),
+        "path": (
+            Path.FAST, Path.SPLIT, Path.NATIVE, Path.NATIVE_FORWARD, Path.RECOMPUTE, Path.UNROLLED,
+            Path.DENSE, Path.STREAM,
+        ),
         "batch": (1, 16, 32, 33),
         "cell": ("lstm", "gru", "simple"),
         "mask": (False, True),
@@ -212,8 +227,8 @@ PARITY = all_pairs(
         "return_sequences": (False, True),
     }
 ) + [  # the two-chain fast loop with every option at once
-    dict(path=Path.FAST, batch=batch, cell=cell, mask=True, direction="backwards", return_sequences=True)
-    for batch in (32, 33) for cell in ("lstm", "gru")
+    dict(path=path, batch=batch, cell=cell, mask=True, direction="backwards", return_sequences=True)
+    for path in (Path.FAST, Path.SPLIT) for batch in (32, 33) for cell in ("lstm", "gru")
 ]
 
 
@@ -227,8 +242,8 @@ def _parity_cell(kind):
 
 @pytest.mark.parametrize("case", PARITY, ids=case_id)
 def test_every_path_equals_the_generic_loop_forward_and_backward(case):
-    """Under jit_compile (batches from 16 up run the fast loop as two chains; the NATIVE paths
-    in a plain function, as they run), outputs and the gradients of inputs, initial states
+    """Under jit_compile (batches from 16 up run the fast loop as two chains; the SPLIT and
+    NATIVE paths in a plain function, as they run), outputs and the gradients of inputs, initial states
     and weights equal the plain while loop's. NATIVE_FORWARD has no backward pass of its own:
     TensorFlow differentiates its loop, should a gradient be taken after all."""
     batch, backwards = case["batch"], case["direction"] == "backwards"
@@ -254,7 +269,7 @@ def test_every_path_equals_the_generic_loop_forward_and_backward(case):
         grads = tape.gradient(loss, [x] + initial + weights)
         return output, final, grads
 
-    jit = case["path"] not in (Path.NATIVE, Path.NATIVE_FORWARD)
+    jit = case["path"] not in (Path.SPLIT, Path.NATIVE, Path.NATIVE_FORWARD)
     compiled = tf.function(lambda x, *s: run(case["path"], x, list(s)), jit_compile=jit, autograph=False)
     output, final, grads = compiled(inputs, *states)
     ref_output, ref_final, ref_grads = run(Path.WHILE, inputs, states)

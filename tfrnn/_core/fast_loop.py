@@ -23,8 +23,12 @@ drops the saves (dead loop state), so inference pays nothing for them. Under XLA
 (`_chains`), so that one chain's gate math overlaps the other's matmul on a second core.
 Without XLA around it (`compiled_steps`, bfloat16 on a CPU) the loop runs every matmul on
 TensorFlow's native kernels and each step's gate math, and its VJP, as a small XLA-compiled
-function (`_Steps`). What was measured for each of these choices, and what was tried and dropped:
-docs/performance.md, "The fast loop: what was measured, kept and dropped".
+function (`_Steps`). Called from a graph that XLA does not compile, where a gradient may be
+taken (`split_backward`), the forward loop and the backward recurrence are two XLA-compiled
+functions and the matmuls over all timesteps run natively after the second, where TensorFlow
+drops `d_inputs` when the caller never reads it. What was measured for each of these
+choices, and what was tried and dropped: docs/performance.md, "The fast loop: what was
+measured, kept and dropped".
 """
 
 from __future__ import annotations
@@ -69,14 +73,12 @@ class Chain(NamedTuple):
         return tensor[tuple(index)]
 
 
-def _chains(batch: Optional[int], width: int) -> list[Chain]:
-    """The chains over a static `batch` whose steps' pre-activations are `width` wide."""
-    if (
-        batch is None
-        or batch < CHAINS_MIN_BATCH
-        or batch * width > CHAINS_MAX_SIZE
-        or not in_xla_context()
-    ):
+def _chains(batch: Optional[int], width: int, under_xla: Optional[bool] = None) -> list[Chain]:
+    """The chains over a static `batch` whose steps' pre-activations are `width` wide, for a
+    loop that XLA compiles or not (`under_xla`; `None`: the graph being traced says)."""
+    if under_xla is None:
+        under_xla = in_xla_context()
+    if batch is None or batch < CHAINS_MIN_BATCH or batch * width > CHAINS_MAX_SIZE or not under_xla:
         return [Chain(0, None)]
     half = (batch + 1) // 2
     return [Chain(0, half), Chain(half, batch - half)]
@@ -206,6 +208,12 @@ class FastLoop:
     the inputs projected before the loop and each step's elementwise part, and its VJP, as
     an XLA-compiled function (`paths.Path.NATIVE`): TensorFlow's own elementwise kernels
     are many times slower than XLA's code."""
+    split_backward: bool = False
+    """Called from a graph that XLA does not compile, run the forward loop and the backward
+    pass's recurrence as two XLA-compiled functions, and the backward pass's matmuls over all
+    timesteps (kernel, bias and inputs' gradients) outside them on TensorFlow's native
+    kernels (`paths.Path.SPLIT`): TensorFlow then drops the inputs' gradient where the caller
+    never reads it, which a compiled backward pass, returning all its gradients, cannot."""
 
     def __post_init__(self):
         for projection in self.spec.projections:
@@ -243,7 +251,7 @@ class FastLoop:
         def run(*args):
             xs, args = (args[0], args[1:]) if self.input_gradient else (inputs, args)
             states, weights = list(args[:num_states]), _weights(projections, args[num_states:])
-            output, final_states, saved = self.forward(xs, states, weights, mask)
+            output, final_states, saved = self._forward_saving(xs, states, weights, mask)
 
             def grad(d_output, *d_final_states):
                 return self.backward(saved, d_output, d_final_states)
@@ -296,10 +304,7 @@ class FastLoop:
 
         `mask` is `[time, batch]` in processing order, or `None`.
         """
-        xs = time_major(inputs)
-        if self.go_backwards:
-            xs = tf.reverse(xs, [0])
-        timesteps = tf.shape(xs)[0] if xs.shape[0] is None else xs.shape[0]
+        xs, timesteps = self._time_major(inputs)
         chains = _chains(xs.shape[1], sum(w.width for w in weights))
         read_masks = _mask_readers(mask, chains, timesteps)
         steps = _Steps.of(self, xs, timesteps, weights)
@@ -331,6 +336,28 @@ class FastLoop:
         return output, final_states, Saved(
             xs, timesteps, chains, weights, mask, saves, prev_states, final_states, output
         )
+
+    def _time_major(self, inputs: tf.Tensor) -> tuple[tf.Tensor, Timesteps]:
+        """`inputs` `[time, batch, features]` in processing order, and the number of steps."""
+        xs = time_major(inputs)
+        if self.go_backwards:
+            xs = tf.reverse(xs, [0])
+        return xs, tf.shape(xs)[0] if xs.shape[0] is None else xs.shape[0]
+
+    def _forward_saving(self, inputs, states, weights, mask) -> tuple[tf.Tensor, list, Saved]:
+        """`forward`, as one XLA-compiled function with `split_backward`."""
+        if not self.split_backward:
+            return self.forward(inputs, states, weights, mask)
+
+        def loop(inputs, states, weights, mask):
+            output, final_states, saved = self.forward(inputs, states, weights, mask)
+            return output, final_states, saved.saves, saved.prev_states
+
+        output, final_states, saves, prev_states = _compiled(loop)(inputs, states, weights, mask)
+        xs, timesteps = self._time_major(inputs)
+        chains = _chains(xs.shape[1], sum(w.width for w in weights), under_xla=True)
+        saved = Saved(xs, timesteps, chains, weights, mask, saves, prev_states, final_states, output)
+        return output, final_states, saved
 
     def _zero_output(self, rows: tf.Tensor) -> tf.Tensor:
         shape = tf.concat([rows, self.output_spec.shape[1:]], 0)
@@ -374,7 +401,16 @@ class FastLoop:
     # -- backward ------------------------------------------------------------------------------
 
     def backward(self, saved: Saved, d_output, d_final_states) -> list[tf.Tensor]:
-        """The gradients of the custom gradient's inputs: inputs, initial states, weights.
+        """The gradients of the custom gradient's inputs: inputs, initial states, weights."""
+        recurrence = self.backward_recurrence
+        if self.split_backward:
+            recurrence = _compiled(recurrence)
+        d_pres, d_initial = recurrence(saved, d_output, list(d_final_states))
+        return self._input_and_weight_gradients(saved, d_pres, d_initial)
+
+    def backward_recurrence(self, saved: Saved, d_output, d_final_states) -> tuple[list, list]:
+        """The backward loop, from the last step to the first: `(d_pres, d_initial_states)`,
+        each `d_pres` `[time, batch, width]` in processing order.
 
         TensorArrays must not cross from the forward into the backward function (XLA cannot
         pass TensorLists between functions): they are rebuilt here from `saved`'s tensors.
@@ -414,7 +450,7 @@ class FastLoop:
         d_pres = [
             _join([c.d_pres[i].stack() for c in final], axis=1) for i in range(len(saved.weights))
         ]
-        return self._input_and_weight_gradients(saved, d_pres, d_initial)
+        return d_pres, d_initial
 
     def _backward_init(self, saved: Saved, reader, d_states, d_output) -> _BackwardCarry:
         chain, prev_h = reader.chain, reader.stacked.prev_states[0]

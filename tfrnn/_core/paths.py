@@ -14,6 +14,9 @@
 |                  | before the loop, each step's gate math (and its VJP)   | CPU, large steps) and `compiles_steps`         |
 |                  | an XLA-compiled function                               | (larger still) and a gradient may be taken     |
 | `NATIVE_FORWARD` | `NATIVE` keeping nothing for a backward pass           | as `NATIVE`, where no gradient may be taken    |
+| `SPLIT`          | `FAST` from a graph XLA does not compile: the forward  | as `FAST` with XLA, traced outside the         |
+|                  | loop and the backward recurrence XLA-compiled, the     | caller's `jit_compile` function, where a       |
+|                  | backward pass's matmuls over all timesteps native      | gradient may be taken                          |
 | `FAST`           | `_core.fast_loop`: built-in cells, hand-written        | a built-in cell with a `FastLoopSpec`, no      |
 |                  | backward pass, weight gradients batched over time;     | recurrent dropout; without XLA also where      |
 |                  | without XLA all on TensorFlow's native kernels         | `native_kernels.native_wins` alone             |
@@ -49,6 +52,7 @@ import tensorflow as tf
 
 from tfrnn import loop as loop_lib
 from tfrnn._core import fast_loop, native_kernels
+from tfrnn._core.builtin_cell import in_xla_context
 from tfrnn._core.plan import CallPlan
 from tfrnn._core.recompute import recompute_gradient
 from tfrnn._core.trace_context import RNNCall, TraceContext
@@ -63,6 +67,7 @@ class Path(enum.Enum):
     UNROLLED = "unrolled"
     NATIVE = "native"
     NATIVE_FORWARD = "native_forward"
+    SPLIT = "split"
     FAST = "fast"
     RECOMPUTE = "recompute"
     WHILE = "while"
@@ -111,6 +116,8 @@ def choose(
         # An XLA variant the context asks for (export's) stays one, measured faster or not.
         native = _native_route(adapter, plan) if jit_compile and context.jit_compile is None else None
         route = Route(Path.FAST, jit_compile) if native is None else native
+        if route == Route(Path.FAST, True) and context.jit_compile is None and _splits(plan):
+            return Route(Path.SPLIT, False)
         if route.path in (Path.FAST, Path.NATIVE) and not _input_gradient(plan):
             return route._replace(input_gradient=False)
         return route
@@ -127,6 +134,12 @@ def _native_route(adapter: Any, plan: CallPlan) -> Optional[Route]:
     if not native_kernels.compiles_steps(plan.batch, adapter.recurrent_width()):
         return Route(Path.FAST, False)
     return Route(Path.NATIVE if differentiated() else Path.NATIVE_FORWARD, False)
+
+
+def _splits(plan: CallPlan) -> bool:
+    """Whether a fast-loop call with XLA runs as `SPLIT`: traced in a graph that XLA does not
+    compile (XLA drops an unread inputs' gradient by itself), where a gradient may be taken."""
+    return not tf.executing_eagerly() and not in_xla_context() and _may_be_differentiated(plan)
 
 
 def _input_gradient(plan: CallPlan) -> bool:
@@ -252,8 +265,8 @@ def _run_stream(adapter, options, plan, states, seed):
 
 
 def _run_fast(adapter, options, plan, states, seed, **fast_options):
-    """`FAST`; `fast_options` are `FastLoop`'s `compiled_steps`, `differentiable` and
-    `input_gradient`."""
+    """`FAST`; `fast_options` are `FastLoop`'s `compiled_steps`, `split_backward`,
+    `differentiable` and `input_gradient`."""
     dropout = adapter.sequence_dropout(plan.dynamic_batch(), plan.training, seed)
     return fast_loop.run_fast_loop(
         adapter.fast_loop_spec(plan.training),
@@ -266,6 +279,10 @@ def _run_fast(adapter, options, plan, states, seed, **fast_options):
 
 def _run_native(adapter, options, plan, states, seed, **fast_options):
     return _run_fast(adapter, options, plan, states, seed, compiled_steps=True, **fast_options)
+
+
+def _run_split(adapter, options, plan, states, seed):
+    return _run_fast(adapter, options, plan, states, seed, split_backward=True)
 
 
 def _run_native_forward(adapter, options, plan, states, seed):
@@ -309,6 +326,7 @@ RUNNERS: dict[Path, Runner] = {
     Path.UNROLLED: _run_unrolled,
     Path.NATIVE: _run_native,
     Path.NATIVE_FORWARD: _run_native_forward,
+    Path.SPLIT: _run_split,
     Path.FAST: _run_fast,
     Path.RECOMPUTE: _run_recompute,
     Path.WHILE: _run_while,
