@@ -135,7 +135,8 @@ class Saved(NamedTuple):
     """What the forward pass keeps for the backward pass (dense tensors, time-major)."""
 
     inputs: tf.Tensor
-    """`[time, batch, features]` in processing order."""
+    """`[time, batch, features]` in processing order; with `split_backward`, the inputs as
+    given, `[batch, time, features]` (the compiled backward pass reorders them)."""
     timesteps: Timesteps
     chains: list[Chain]
     weights: list[Weights]
@@ -354,9 +355,9 @@ class FastLoop:
             return output, final_states, saved.saves, saved.prev_states
 
         output, final_states, saves, prev_states = _compiled(loop)(inputs, states, weights, mask)
-        xs, timesteps = self._time_major(inputs)
-        chains = _chains(xs.shape[1], sum(w.width for w in weights), under_xla=True)
-        saved = Saved(xs, timesteps, chains, weights, mask, saves, prev_states, final_states, output)
+        timesteps = tf.shape(inputs)[1] if inputs.shape[1] is None else inputs.shape[1]
+        chains = _chains(inputs.shape[0], sum(w.width for w in weights), under_xla=True)
+        saved = Saved(inputs, timesteps, chains, weights, mask, saves, prev_states, final_states, output)
         return output, final_states, saved
 
     def _zero_output(self, rows: tf.Tensor) -> tf.Tensor:
@@ -402,15 +403,38 @@ class FastLoop:
 
     def backward(self, saved: Saved, d_output, d_final_states) -> list[tf.Tensor]:
         """The gradients of the custom gradient's inputs: inputs, initial states, weights."""
-        recurrence = self.backward_recurrence
         if self.split_backward:
-            recurrence = _compiled(recurrence)
-        d_pres, d_initial = recurrence(saved, d_output, list(d_final_states))
-        return self._input_and_weight_gradients(saved, d_pres, d_initial)
+            # The inputs' gradient stays outside the compiled function, where TensorFlow
+            # drops it when nothing reads it.
+            recurrence_and_weights = _compiled(self._recurrence_and_weights)
+        else:
+            recurrence_and_weights = self._recurrence_and_weights
+        d_pres, d_initial, d_kernels, d_biases = recurrence_and_weights(
+            saved, d_output, list(d_final_states)
+        )
+        if not self.input_gradient:
+            return d_initial + d_kernels + d_biases
+        d_x = _join([_inputs_gradient(saved.weights, d) for d in d_pres], axis=1)
+        if self.go_backwards:
+            d_x = tf.reverse(d_x, [0])
+        return [time_major(d_x)] + d_initial + d_kernels + d_biases
+
+    def _recurrence_and_weights(self, saved: Saved, d_output, d_final_states):
+        """`(d_pres, d_initial_states, d_kernels, d_biases)`: `backward_recurrence` (`d_pres`
+        per chain: an output joined over the chains would be one more copy), and the weights'
+        gradients over all timesteps from its `d_pres`."""
+        inputs = self._time_major(saved.inputs)[0] if self.split_backward else saved.inputs
+        by_chain, d_initial = self.backward_recurrence(saved, d_output, d_final_states)
+        d_pres = [_join(list(parts), axis=1) for parts in zip(*by_chain)]
+        prev_h = _join([states[0] for states in saved.prev_states], axis=1)
+        d_kernels, d_biases = _weight_gradients(
+            saved.weights, d_pres, inputs, prev_h, joint=in_xla_context()
+        )
+        return by_chain, d_initial, d_kernels, d_biases
 
     def backward_recurrence(self, saved: Saved, d_output, d_final_states) -> tuple[list, list]:
         """The backward loop, from the last step to the first: `(d_pres, d_initial_states)`,
-        each `d_pres` `[time, batch, width]` in processing order.
+        `d_pres` per chain and projection `[time, rows, width]` in processing order.
 
         TensorArrays must not cross from the forward into the backward function (XLA cannot
         pass TensorLists between functions): they are rebuilt here from `saved`'s tensors.
@@ -447,10 +471,7 @@ class FastLoop:
             maximum_iterations=saved.timesteps,
         )
         d_initial = [_join([c.d_states[i] for c in final]) for i in range(len(d_states))]
-        d_pres = [
-            _join([c.d_pres[i].stack() for c in final], axis=1) for i in range(len(saved.weights))
-        ]
-        return d_pres, d_initial
+        return [[ta.stack() for ta in c.d_pres] for c in final], d_initial
 
     def _backward_init(self, saved: Saved, reader, d_states, d_output) -> _BackwardCarry:
         chain, prev_h = reader.chain, reader.stacked.prev_states[0]
@@ -487,20 +508,6 @@ class FastLoop:
         if self.carry_output and d_carried is None:
             d_carried = tf.zeros_like(carry.d_carried)
         return _BackwardCarry(() if d_carried is None else d_carried, written, next_reads, d_prev)
-
-    def _input_and_weight_gradients(self, saved: Saved, d_pres, d_initial) -> list[tf.Tensor]:
-        """`[d_inputs] + d_initial + d_kernels + d_biases`, the matmuls over all timesteps
-        (without `d_inputs` when not `input_gradient`)."""
-        prev_h = _join([states[0] for states in saved.prev_states], axis=1)
-        d_kernels, d_biases, d_x = _weight_gradients(
-            saved.weights, d_pres, saved.inputs, prev_h, self.input_gradient
-        )
-        if not self.input_gradient:
-            return d_initial + d_kernels + d_biases
-        d_inputs = tf.reshape(d_x, tf.shape(saved.inputs))
-        if self.go_backwards:
-            d_inputs = tf.reverse(d_inputs, [0])
-        return [time_major(d_inputs)] + d_initial + d_kernels + d_biases
 
 
 class _Steps(NamedTuple):
@@ -704,25 +711,33 @@ def _tape_vjp(elementwise, pres, prev_states, d_out, d_new):
     return grads[: len(pres)], grads[len(pres) :]
 
 
-def _weight_gradients(weights: list[Weights], d_pres, xs, prev_h, input_gradient: bool = True):
-    """One matmul per projection over all timesteps: kernel, bias and (with `input_gradient`)
-    input gradients."""
+def _weight_gradients(weights: list[Weights], d_pres, xs, prev_h, joint: bool):
+    """The kernels' and biases' gradients: one matmul per projection and source over all
+    timesteps; `joint`: one for both sources of a projection, over their concatenation (under
+    XLA; without it the copy would be one more large buffer)."""
     flat_x = tf.reshape(xs, [-1, xs.shape[-1]])
     flat_h = tf.reshape(prev_h, [-1, prev_h.shape[-1]])
-    d_kernels, d_biases, d_x = [], [], None
+    d_kernels, d_biases = [], []
     for w, d_pre in zip(weights, d_pres):
         flat_d = tf.reshape(d_pre, [-1, d_pre.shape[-1]])
-        if w.inputs is not None and w.state is not None:
+        if w.inputs is not None and w.state is not None and joint:
             d_joint = tf.matmul(tf.concat([flat_x, flat_h], 1), flat_d, transpose_a=True)
             by_source = {INPUTS: d_joint[: w.inputs.shape[0]], STATE: d_joint[w.inputs.shape[0] :]}
         else:
-            source = flat_x if w.inputs is not None else flat_h
-            d_only = tf.matmul(source, flat_d, transpose_a=True)
-            by_source = {INPUTS if w.inputs is not None else STATE: d_only}
+            flat = {INPUTS: flat_x, STATE: flat_h}
+            by_source = {s: tf.matmul(flat[s], flat_d, transpose_a=True) for s in w.sources}
         d_kernels.extend(by_source[source] for source in w.sources)
-        if w.inputs is not None and input_gradient:
-            term = tf.matmul(flat_d, w.inputs, transpose_b=True)
-            d_x = term if d_x is None else d_x + term
         if w.bias is not None:
             d_biases.append(tf.reduce_sum(flat_d, 0))
-    return d_kernels, d_biases, d_x
+    return d_kernels, d_biases
+
+
+def _inputs_gradient(weights: list[Weights], d_pres) -> tf.Tensor:
+    """`sum(d_pre @ kernel^T)` over the projections with an inputs term, `[time, batch,
+    features]` like the `d_pres` `[time, batch, width]`."""
+    d_x = None
+    for w, d_pre in zip(weights, d_pres):
+        if w.inputs is not None:
+            term = dense(d_pre, tf.transpose(w.inputs))
+            d_x = term if d_x is None else d_x + term
+    return d_x
