@@ -15,8 +15,8 @@ the first and does only what is truly sequential:
     d_h_{t-1} += sum_g d_pre_g,t @ recurrent_kernel_g^T
 
 Everything else is one matmul per projection over all timesteps at once, with X the inputs
-and H the saved previous h, both `[time * batch, ...]`: `d_kernel = concat([X, H])^T @ d_pre`,
-`d_bias = sum(d_pre)`, `d_inputs = d_pre @ input_kernel^T`. Masking follows Keras' rules
+and H the saved previous h, both `[time * batch, ...]`: `d_kernel = concat([X, H])^T @ d_pre`
+(natively one matmul per source), `d_bias = sum(d_pre)`, `d_inputs = d_pre @ input_kernel^T`. Masking follows Keras' rules
 (`tfrnn.loop`); its gradient is written out in `_mask_gradients`. Without a gradient tape XLA
 drops the saves (dead loop state), so inference pays nothing for them. Under XLA a batch of
 16 rows or more with narrow steps runs as two independent half-batch chains in one loop
@@ -24,11 +24,10 @@ drops the saves (dead loop state), so inference pays nothing for them. Under XLA
 Without XLA around it (`compiled_steps`, bfloat16 on a CPU) the loop runs every matmul on
 TensorFlow's native kernels and each step's gate math, and its VJP, as a small XLA-compiled
 function (`_Steps`). Called from a graph that XLA does not compile, where a gradient may be
-taken (`split_backward`), the forward loop and the backward recurrence are two XLA-compiled
-functions and the matmuls over all timesteps run natively after the second, where TensorFlow
-drops `d_inputs` when the caller never reads it. What was measured for each of these
-choices, and what was tried and dropped: docs/performance.md, "The fast loop: what was
-measured, kept and dropped".
+taken (`split_backward`), the forward and backward passes are two XLA-compiled functions and
+`d_inputs` a native op after the second, which TensorFlow drops when the caller never reads
+it. What was measured for each of these choices, and what was tried and dropped:
+docs/performance.md, "The fast loop: what was measured, kept and dropped".
 """
 
 from __future__ import annotations
@@ -211,10 +210,10 @@ class FastLoop:
     are many times slower than XLA's code."""
     split_backward: bool = False
     """Called from a graph that XLA does not compile, run the forward loop and the backward
-    pass's recurrence as two XLA-compiled functions, and the backward pass's matmuls over all
-    timesteps (kernel, bias and inputs' gradients) outside them on TensorFlow's native
-    kernels (`paths.Path.SPLIT`): TensorFlow then drops the inputs' gradient where the caller
-    never reads it, which a compiled backward pass, returning all its gradients, cannot."""
+    pass (its recurrence and the weights' gradients) as two XLA-compiled functions, and the
+    inputs' gradient outside them (`paths.Path.SPLIT`): TensorFlow then drops it where the
+    caller never reads it, which a compiled backward pass, returning all its gradients,
+    cannot."""
 
     def __post_init__(self):
         for projection in self.spec.projections:

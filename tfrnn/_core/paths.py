@@ -15,8 +15,8 @@
 |                  | an XLA-compiled function                               | (larger still) and a gradient may be taken     |
 | `NATIVE_FORWARD` | `NATIVE` keeping nothing for a backward pass           | as `NATIVE`, where no gradient may be taken    |
 | `SPLIT`          | `FAST` from a graph XLA does not compile: the forward  | as `FAST` with XLA, traced outside the         |
-|                  | loop and the backward recurrence XLA-compiled, the     | caller's `jit_compile` function, where a       |
-|                  | backward pass's matmuls over all timesteps native      | gradient may be taken                          |
+|                  | and backward passes XLA-compiled, the inputs' gradient | caller's `jit_compile` function, where a       |
+|                  | a native op (pruned where nothing reads it)            | gradient may be taken                          |
 | `FAST`           | `_core.fast_loop`: built-in cells, hand-written        | a built-in cell with a `FastLoopSpec`, no      |
 |                  | backward pass, weight gradients batched over time;     | recurrent dropout; without XLA also where      |
 |                  | without XLA all on TensorFlow's native kernels         | `native_kernels.native_wins` alone             |
