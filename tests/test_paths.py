@@ -10,7 +10,7 @@ from tfrnn._core import native_kernels, paths, trace_context
 from tfrnn._core.cell_adapter import CellAdapter
 from tfrnn._core.plan import make_plan
 from tfrnn._deploy import composite_lstm
-from conftest import assert_close, random_array, random_mask
+from conftest import assert_close, call_in, random_array, random_mask
 from matrix import all_pairs, case_id
 
 Path = paths.Path
@@ -211,6 +211,38 @@ def test_a_gradient_traced_with_an_unknown_batch_runs_and_matches_eager(kind, tr
         assert all(bool(tf.reduce_all(tf.math.is_finite(g))) for g in training(inputs))
 
 
+@pytest.mark.parametrize("caller", ["eager", "function", "jit"])
+def test_a_stack_passes_the_inputs_gradient_back_from_every_caller(caller):
+    """The second layer's inputs' gradient reaches the first layer's weights: from a plain
+    `tf.function` under a tape both layers run SPLIT, whose inputs' gradient is a native op
+    outside its compiled functions. Against a Python loop over the cells."""
+    first = tfrnn.RNN(tfrnn.LSTMCell(3, seed=1), return_sequences=True, go_backwards=True)
+    second = tfrnn.RNN(tfrnn.GRUCell(2, seed=2))
+    inputs = tf.constant(random_array(4, 2, 5, 3))
+    second(first(inputs))
+    variables = first.trainable_variables + second.trainable_variables
+
+    def gradients(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(second(first(x)) ** 2)
+        return tape.gradient(loss, variables)
+
+    def reference(x):
+        with tf.GradientTape() as tape:
+            states, outputs = [tf.zeros([2, 3]), tf.zeros([2, 3])], []
+            for t in reversed(range(5)):
+                output, states = first.cell(x[:, t], states)
+                outputs.append(output)
+            state = [tf.zeros([2, 2])]
+            for output in outputs:
+                last, state = second.cell(output, state)
+            loss = tf.reduce_sum(last**2)
+        return tape.gradient(loss, variables)
+
+    for actual, wanted, variable in zip(call_in(caller, gradients, inputs), reference(inputs), variables):
+        assert_close(actual, wanted, 1e-5, f"{caller}: {variable.name}")
+
+
 # -- every loop path against the generic loop, where it is chosen ------------------------------
 
 FEATURES, UNITS, TIME = 3, 4, 5
@@ -243,9 +275,9 @@ def _parity_cell(kind):
 @pytest.mark.parametrize("case", PARITY, ids=case_id)
 def test_every_path_equals_the_generic_loop_forward_and_backward(case):
     """Under jit_compile (batches from 16 up run the fast loop as two chains; the SPLIT and
-    NATIVE paths in a plain function, as they run), outputs and the gradients of inputs, initial states
-    and weights equal the plain while loop's. NATIVE_FORWARD has no backward pass of its own:
-    TensorFlow differentiates its loop, should a gradient be taken after all."""
+    NATIVE paths in a plain function, as they run), outputs and the gradients of inputs, initial
+    states and weights equal the plain while loop's. NATIVE_FORWARD has no backward pass of its
+    own: TensorFlow differentiates its loop, should a gradient be taken after all."""
     batch, backwards = case["batch"], case["direction"] == "backwards"
     options = _options(return_sequences=case["return_sequences"], go_backwards=backwards)
     adapter = CellAdapter(_parity_cell(case["cell"]))

@@ -15,16 +15,17 @@ the first and does only what is truly sequential:
     d_h_{t-1} += sum_g d_pre_g,t @ recurrent_kernel_g^T
 
 Everything else is one matmul per projection over all timesteps at once, with X the inputs
-and H the saved previous h, both `[time * batch, ...]`: `d_kernel = concat([X, H])^T @ d_pre`
-(natively one matmul per source), `d_bias = sum(d_pre)`, `d_inputs = d_pre @ input_kernel^T`. Masking follows Keras' rules
-(`tfrnn.loop`); its gradient is written out in `_mask_gradients`. Without a gradient tape XLA
-drops the saves (dead loop state), so inference pays nothing for them. Under XLA a batch of
-16 rows or more with narrow steps runs as two independent half-batch chains in one loop
-(`_chains`), so that one chain's gate math overlaps the other's matmul on a second core.
-Without XLA around it (`compiled_steps`, bfloat16 on a CPU) the loop runs every matmul on
-TensorFlow's native kernels and each step's gate math, and its VJP, as a small XLA-compiled
-function (`_Steps`). Called from a graph that XLA does not compile, where a gradient may be
-taken (`split_backward`), the forward and backward passes are two XLA-compiled functions and
+and H the saved previous h, both `[time * batch, ...]`:
+`d_kernel = concat([X, H])^T @ d_pre` (natively one matmul per source), `d_bias = sum(d_pre)`,
+`d_inputs = d_pre @ input_kernel^T`. Masking follows Keras' rules (`tfrnn.loop`); its
+gradient is written out in `_mask_gradients`. Without a gradient tape XLA drops the saves
+(dead loop state), so inference pays nothing for them. Under XLA a batch of 16 rows or more
+with narrow steps runs as two independent half-batch chains in one loop (`_chains`), so that
+one chain's gate math overlaps the other's matmul on a second core. Without XLA around it
+(`compiled_steps`, bfloat16 on a CPU) the loop runs every matmul on TensorFlow's native
+kernels and each step's gate math, and its VJP, as a small XLA-compiled function (`_Steps`).
+Called from a graph that XLA does not compile, where a gradient may be taken
+(`split_backward`), the forward and backward passes are two XLA-compiled functions and
 `d_inputs` a native op after the second, which TensorFlow drops when the caller never reads
 it. What was measured for each of these choices, and what was tried and dropped:
 docs/performance.md, "The fast loop: what was measured, kept and dropped".
@@ -565,8 +566,7 @@ def _compiled_in_float32(fn: Callable, dtype: tf.DType) -> Callable:
     results cast back: a step of the native loop (`compiled_steps`).
 
     XLA:CPU's bfloat16 elementwise code converts to float32 and back around every op; cast
-    once, a bfloat16 LSTM 128×50×256×512 step is 4-5% faster (docs/performance.md), and its
-    gate math rounds once instead of per op.
+    once, the step is faster (docs/performance.md) and its gate math rounds once, not per op.
     """
     if dtype not in (tf.bfloat16, tf.float16):
         return _compiled(fn)
