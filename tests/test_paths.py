@@ -180,7 +180,10 @@ def test_a_substitute_that_takes_the_call_wins():
 
 @pytest.mark.parametrize(
     "kind, training",
-    [("gru_reset_before", True), ("gru_reset_before", False), ("recurrent_dropout", False), ("stacked", True), ("stacked", False)],
+    [
+        ("gru_reset_before", True), ("gru_reset_before", False), ("recurrent_dropout", False),
+        ("stacked", True), ("stacked", False), ("lstm", True), ("lstm", False),  # lstm: SPLIT
+    ],
 )
 def test_a_gradient_traced_with_an_unknown_batch_runs_and_matches_eager(kind, training):
     """`fit`'s last partial batch: the route `choose` picks must be one TF can differentiate,
