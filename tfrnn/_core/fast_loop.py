@@ -132,11 +132,12 @@ def _weights(projections: Sequence[Projection], flat: Sequence[tf.Tensor]) -> li
 
 
 class Saved(NamedTuple):
-    """What the forward pass keeps for the backward pass (dense tensors, time-major)."""
+    """What the forward pass keeps for the backward pass (dense tensors, time-major but the
+    inputs)."""
 
     inputs: tf.Tensor
-    """`[time, batch, features]` in processing order; with `split_backward`, the inputs as
-    given, `[batch, time, features]` (the compiled backward pass reorders them)."""
+    """`[batch, time, features]` as given (the backward pass reorders them where it needs them:
+    inside a compiled function that is free, and `split_backward` passes no copy across)."""
     timesteps: Timesteps
     chains: list[Chain]
     weights: list[Weights]
@@ -305,7 +306,7 @@ class FastLoop:
 
         `mask` is `[time, batch]` in processing order, or `None`.
         """
-        xs, timesteps = self._time_major(inputs)
+        xs, timesteps = self._time_major(inputs), _timesteps(inputs)
         chains = _chains(xs.shape[1], sum(w.width for w in weights))
         read_masks = _mask_readers(mask, chains, timesteps)
         steps = _Steps.of(self, xs, timesteps, weights)
@@ -335,15 +336,13 @@ class FastLoop:
         saves = [[ta.stack() for ta in c.saves] for c in final]
         prev_states = [[ta.stack() for ta in c.prev_states] for c in final]
         return output, final_states, Saved(
-            xs, timesteps, chains, weights, mask, saves, prev_states, final_states, output
+            inputs, timesteps, chains, weights, mask, saves, prev_states, final_states, output
         )
 
-    def _time_major(self, inputs: tf.Tensor) -> tuple[tf.Tensor, Timesteps]:
-        """`inputs` `[time, batch, features]` in processing order, and the number of steps."""
+    def _time_major(self, inputs: tf.Tensor) -> tf.Tensor:
+        """`inputs` `[batch, time, features]` as `[time, batch, features]` in processing order."""
         xs = time_major(inputs)
-        if self.go_backwards:
-            xs = tf.reverse(xs, [0])
-        return xs, tf.shape(xs)[0] if xs.shape[0] is None else xs.shape[0]
+        return tf.reverse(xs, [0]) if self.go_backwards else xs
 
     def _forward_saving(self, inputs, states, weights, mask) -> tuple[tf.Tensor, list, Saved]:
         """`forward`, as one XLA-compiled function with `split_backward`."""
@@ -355,9 +354,10 @@ class FastLoop:
             return output, final_states, saved.saves, saved.prev_states
 
         output, final_states, saves, prev_states = _compiled(loop)(inputs, states, weights, mask)
-        timesteps = tf.shape(inputs)[1] if inputs.shape[1] is None else inputs.shape[1]
         chains = _chains(inputs.shape[0], sum(w.width for w in weights), under_xla=True)
-        saved = Saved(inputs, timesteps, chains, weights, mask, saves, prev_states, final_states, output)
+        saved = Saved(
+            inputs, _timesteps(inputs), chains, weights, mask, saves, prev_states, final_states, output
+        )
         return output, final_states, saved
 
     def _zero_output(self, rows: tf.Tensor) -> tf.Tensor:
@@ -423,12 +423,11 @@ class FastLoop:
         """`(d_pres, d_initial_states, d_kernels, d_biases)`: `backward_recurrence` (`d_pres`
         per chain: an output joined over the chains would be one more copy), and the weights'
         gradients over all timesteps from its `d_pres`."""
-        inputs = self._time_major(saved.inputs)[0] if self.split_backward else saved.inputs
         by_chain, d_initial = self.backward_recurrence(saved, d_output, d_final_states)
         d_pres = [_join(list(parts), axis=1) for parts in zip(*by_chain)]
         prev_h = _join([states[0] for states in saved.prev_states], axis=1)
         d_kernels, d_biases = _weight_gradients(
-            saved.weights, d_pres, inputs, prev_h, joint=in_xla_context()
+            saved.weights, d_pres, self._time_major(saved.inputs), prev_h, joint=in_xla_context()
         )
         return by_chain, d_initial, d_kernels, d_biases
 
@@ -660,6 +659,11 @@ def _ta(dtype, size, shape) -> tf.TensorArray:
 def _unstacked(stacked: list[tf.Tensor], timesteps) -> list[tf.TensorArray]:
     """`TensorArray`s that hold the `[time, ...]` tensors `stacked`, step by step."""
     return [_ta(s.dtype, timesteps, s.shape[1:]).unstack(s) for s in stacked]
+
+
+def _timesteps(inputs: tf.Tensor) -> Timesteps:
+    """The number of steps of `inputs` `[batch, time, ...]`: static where known."""
+    return tf.shape(inputs)[1] if inputs.shape[1] is None else inputs.shape[1]
 
 
 def _join(parts: list, axis: int = 0):
