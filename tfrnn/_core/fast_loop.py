@@ -110,12 +110,9 @@ class Weights(NamedTuple):
         return pre if self.bias is None else pre + self.bias
 
     def project_inputs(self, xs: tf.Tensor) -> Optional[tf.Tensor]:
-        """`xs @ inputs + bias` for all steps at once, `[time, batch, width]`; `None` without
-        an inputs term."""
-        if self.inputs is None:
-            return None
-        projected = dense(xs, self.inputs)
-        return projected if self.bias is None else projected + self.bias
+        """`xs @ inputs` for all steps at once, `[time, batch, width]` (no bias); `None`
+        without an inputs term."""
+        return None if self.inputs is None else dense(xs, self.inputs)
 
 
 def _weights(projections: Sequence[Projection], flat: Sequence[tf.Tensor]) -> list[Weights]:
@@ -427,7 +424,7 @@ class FastLoop:
         d_pres = [_join(list(parts), axis=1) for parts in zip(*by_chain)]
         prev_h = _join([states[0] for states in saved.prev_states], axis=1)
         d_kernels, d_biases = _weight_gradients(
-            saved.weights, d_pres, self._time_major(saved.inputs), prev_h, joint=in_xla_context()
+            saved.weights, d_pres, self._time_major(saved.inputs), prev_h, under_xla=in_xla_context()
         )
         return by_chain, d_initial, d_kernels, d_biases
 
@@ -544,8 +541,9 @@ class _Steps(NamedTuple):
                 [w.project(x_t, prev_states[0]) for w in self.weights], prev_states
             )
         projected = [None if ta is None else chain.rows(ta.read(t)) for ta in self.projected]
-        # The bias of a projection without an inputs term is not in `projected`.
-        biases = [w.bias if w.inputs is None else None for w in self.weights]
+        # The biases join in the compiled step, in float32 there, rather than as one more
+        # native pass over the projected inputs (docs/performance.md).
+        biases = [w.bias for w in self.weights]
 
         def step(prev_states):
             h = prev_states[0]
@@ -714,25 +712,48 @@ def _tape_vjp(elementwise, pres, prev_states, d_out, d_new):
     return grads[: len(pres)], grads[len(pres) :]
 
 
-def _weight_gradients(weights: list[Weights], d_pres, xs, prev_h, joint: bool):
-    """The kernels' and biases' gradients: one matmul per projection and source over all
-    timesteps; `joint`: one for both sources of a projection, over their concatenation (under
-    XLA; without it the copy would be one more large buffer)."""
-    flat_x = tf.reshape(xs, [-1, xs.shape[-1]])
-    flat_h = tf.reshape(prev_h, [-1, prev_h.shape[-1]])
+def _weight_gradients(weights: list[Weights], d_pres, xs, prev_h, under_xla: bool):
+    """The kernels' and biases' gradients over all timesteps.
+
+    Under XLA: one matmul per projection over the concatenation of its sources (natively the
+    copy would be one more large buffer). Natively: one matmul per projection and source,
+    each bias's as a product with a row of ones (oneDNN's product is faster than TensorFlow's
+    sum), the products one after another: TensorFlow would start them at once, and oneDNN
+    products running at once on the same cores take longer than in turn (docs/performance.md).
+    """
+    flat = {source: tf.reshape(t, [-1, t.shape[-1]]) for source, t in ((INPUTS, xs), (STATE, prev_h))}
+    previous: list[tf.Tensor] = []
+
+    def in_turn(product: Callable[..., tf.Tensor], *args, **kwargs) -> tf.Tensor:
+        if under_xla:
+            return product(*args, **kwargs)
+        with tf.control_dependencies(previous[-1:]):
+            previous.append(product(*args, **kwargs))
+        return previous[-1]
+
     d_kernels, d_biases = [], []
     for w, d_pre in zip(weights, d_pres):
         flat_d = tf.reshape(d_pre, [-1, d_pre.shape[-1]])
-        if w.inputs is not None and w.state is not None and joint:
-            d_joint = tf.matmul(tf.concat([flat_x, flat_h], 1), flat_d, transpose_a=True)
-            by_source = {INPUTS: d_joint[: w.inputs.shape[0]], STATE: d_joint[w.inputs.shape[0] :]}
+        if w.inputs is not None and w.state is not None and under_xla:
+            joint = tf.matmul(tf.concat([flat[INPUTS], flat[STATE]], 1), flat_d, transpose_a=True)
+            by_source = {INPUTS: joint[: w.inputs.shape[0]], STATE: joint[w.inputs.shape[0] :]}
         else:
-            flat = {INPUTS: flat_x, STATE: flat_h}
-            by_source = {s: tf.matmul(flat[s], flat_d, transpose_a=True) for s in w.sources}
+            by_source = {
+                source: in_turn(tf.matmul, flat[source], flat_d, transpose_a=True)
+                for source in w.sources
+            }
         d_kernels.extend(by_source[source] for source in w.sources)
         if w.bias is not None:
-            d_biases.append(tf.reduce_sum(flat_d, 0))
+            d_biases.append(in_turn(_column_sums, flat_d, under_xla))
     return d_kernels, d_biases
+
+
+def _column_sums(matrix: tf.Tensor, under_xla: bool) -> tf.Tensor:
+    """`reduce_sum(matrix, 0)`; natively as `ones @ matrix`."""
+    if under_xla:
+        return tf.reduce_sum(matrix, 0)
+    ones = tf.ones([1, tf.shape(matrix)[0]], matrix.dtype)
+    return tf.reshape(tf.matmul(ones, matrix), [-1])
 
 
 def _inputs_gradient(weights: list[Weights], d_pres) -> tf.Tensor:
