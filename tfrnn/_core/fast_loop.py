@@ -519,15 +519,15 @@ class _Steps(NamedTuple):
 
     loop: "FastLoop"
     weights: list[Weights]
-    x_ta: Optional[tf.TensorArray]
-    projected: list[Optional[tf.TensorArray]]
+    xs: Optional[Stepwise]
+    projected: list[Optional[Stepwise]]
     """With `compiled_steps`: per projection, its input projections step by step, or `None`."""
     compiled: Optional[Callable]
 
     @classmethod
     def of(cls, loop: "FastLoop", xs: tf.Tensor, timesteps: Timesteps, weights: list[Weights]):
         if not loop.compiled_steps:
-            return cls(loop, weights, _ta(xs.dtype, timesteps, xs.shape[1:]).unstack(xs), [], None)
+            return cls(loop, weights, _unstacked([xs], timesteps)[0], [], None)
         projected = []
         for w in weights:
             stacked = w.project_inputs(xs)
@@ -536,7 +536,7 @@ class _Steps(NamedTuple):
 
     def reader(self, t, chain: Chain) -> Callable[[list], tuple]:
         if self.compiled is None:
-            x_t = chain.rows(self.x_ta.read(t))
+            x_t = chain.rows(self.xs.read(t))
             return lambda prev_states: self.loop.step(
                 [w.project(x_t, prev_states[0]) for w in self.weights], prev_states
             )
@@ -581,12 +581,12 @@ class _StepReader(NamedTuple):
     """The backward pass's reads of one chain's saved tensors, step by step."""
 
     chain: Chain
-    saves: list[tf.TensorArray]
-    prev_states: list[tf.TensorArray]
-    d_sequence: Optional[tf.TensorArray]
+    saves: list[Stepwise]
+    prev_states: list[Stepwise]
+    d_sequence: Optional[Stepwise]
     """The whole batch's sequence gradient, or `None` without a returned sequence."""
     stacked: _StepReads
-    """The `[time, ...]` tensors the arrays hold (`d_sequence` the whole batch's)."""
+    """The `[time, ...]` tensors read (`d_sequence` the whole batch's)."""
 
     @classmethod
     def for_chains(cls, saved: Saved, d_sequence: Optional[tf.Tensor]) -> list["_StepReader"]:
@@ -654,8 +654,28 @@ def _ta(dtype, size, shape) -> tf.TensorArray:
     return tf.TensorArray(dtype, size=size, element_shape=shape)
 
 
-def _unstacked(stacked: list[tf.Tensor], timesteps) -> list[tf.TensorArray]:
-    """`TensorArray`s that hold the `[time, ...]` tensors `stacked`, step by step."""
+class _Slices(NamedTuple):
+    """A `[time, ...]` tensor read step by step where it is: natively, step `t` is a view."""
+
+    stacked: tf.Tensor
+
+    def read(self, t) -> tf.Tensor:
+        return self.stacked[t]
+
+
+Stepwise = Union[tf.TensorArray, _Slices]
+"""A `[time, ...]` tensor that `.read(t)` reads step by step (`_unstacked`)."""
+
+
+def _unstacked(stacked: list[tf.Tensor], timesteps) -> list[Stepwise]:
+    """The `[time, ...]` tensors `stacked`, each readable step by step (`.read(t)`).
+
+    Under XLA, `TensorArray`s (read one step ahead where it matters: docs/performance.md);
+    without XLA, the tensors themselves: a `TensorArray` would copy each whole tensor once
+    more before the loop.
+    """
+    if not in_xla_context():
+        return [_Slices(s) for s in stacked]
     return [_ta(s.dtype, timesteps, s.shape[1:]).unstack(s) for s in stacked]
 
 
@@ -675,7 +695,7 @@ def _mask_readers(mask: Optional[tf.Tensor], chains, timesteps) -> list[MaskRead
     readers = []
     for chain in chains:
         rows = chain.rows(mask, axis=1)
-        readers.append(_ta(tf.bool, timesteps, rows.shape[1:]).unstack(rows).read)
+        readers.append(_unstacked([rows], timesteps)[0].read)
     return readers
 
 
