@@ -99,7 +99,9 @@ def fast_activation(name: Any, activation: Callable[[tf.Tensor], tf.Tensor]):
     Under XLA, `sigmoid` becomes `0.5 * tanh(x / 2) + 0.5`: XLA:CPU emits sigmoid as
     `1 / (1 + exp(-x))`, an exp and a divide, and its tanh is cheaper (docs/performance.md).
     The values agree to 1.5e-7 (tf.sigmoid's own error is 1.4e-7). The plain TensorFlow
-    path keeps the single sigmoid op (one op instead of four per gate).
+    path keeps the single sigmoid op (one op instead of four per gate). Decided where the
+    cell builds its `FastLoopSpec`: the native loop's compiled steps, traced for XLA inside a
+    graph that is not, keep sigmoid (the tanh form measured no faster there).
     """
     if name == "sigmoid" and in_xla_context():
         return _tanh_sigmoid

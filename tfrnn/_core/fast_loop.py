@@ -741,7 +741,10 @@ def _weight_gradients(weights: list[Weights], d_pres, xs, prev_h, under_xla: boo
     sum), the products one after another: TensorFlow would start them at once, and oneDNN
     products running at once on the same cores take longer than in turn (docs/performance.md).
     """
-    flat = {source: tf.reshape(t, [-1, t.shape[-1]]) for source, t in ((INPUTS, xs), (STATE, prev_h))}
+    flat = {
+        INPUTS: tf.reshape(xs, [-1, xs.shape[-1]]),
+        STATE: tf.reshape(prev_h, [-1, prev_h.shape[-1]]),
+    }
     previous: list[tf.Tensor] = []
 
     def in_turn(product: Callable[..., tf.Tensor], *args, **kwargs) -> tf.Tensor:
