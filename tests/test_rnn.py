@@ -201,6 +201,19 @@ def test_variable_timesteps_one_function_serves_several_lengths():
     assert serve.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_first_call_inside_an_autograph_function_builds_and_matches(kind):
+    """A user's `tf.function` runs tfrnn's code through AutoGraph (its default) and, on a
+    first call, the cell's `build` too (docs/performance.md: this failed once, not again)."""
+    cell = (tfrnn.LSTMCell if kind == "lstm" else tfrnn.GRUCell)(UNITS, seed=0)
+    rnn = tfrnn.RNN(cell)
+    serve = tf.function(lambda x: rnn(x), input_signature=[tf.TensorSpec([None, None, FEATURES])])
+    inputs = tf.constant(random_array(3, BATCH, TIME, FEATURES))
+    output = serve(inputs)
+    assert cell.built
+    assert_close(output, tfrnn.RNN(cell, jit_compile=False)(inputs), 1e-5, kind)
+
+
 class ScaledConstantCell(tf.Module):
     """A cell that takes `constants`: h' = tanh(x W + h U) * scale."""
 
