@@ -16,8 +16,9 @@ the first and does only what is truly sequential:
 
 Everything else is one matmul per projection over all timesteps at once, with X the inputs
 and H the saved previous h, both `[time * batch, ...]`:
-`d_kernel = concat([X, H])^T @ d_pre` (natively one matmul per source), `d_bias = sum(d_pre)`,
-`d_inputs = d_pre @ input_kernel^T`. Masking follows Keras' rules (`tfrnn.loop`); its
+`d_kernel = concat([X, H])^T @ d_pre`, `d_bias = sum(d_pre)`, `d_inputs = d_pre @
+input_kernel^T` (natively the weights' products one per source, the bias's `ones @ d_pre`,
+run one after another: `_weight_gradients`). Masking follows Keras' rules (`tfrnn.loop`); its
 gradient is written out in `_mask_gradients`. Without a gradient tape XLA drops the saves
 (dead loop state), so inference pays nothing for them. Under XLA a batch of 16 rows or more
 with narrow steps runs as two independent half-batch chains in one loop (`_chains`), so that
